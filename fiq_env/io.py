@@ -1,0 +1,66 @@
+"""Atomic file writes and the on-disk cache location.
+
+Every cache, checkpoint and result file goes through :func:`atomic_write`, so
+an interrupted run leaves either the old file or the new one, never a
+truncated file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+CACHE_ENV_VAR = "FIQ_CACHE_DIR"
+
+
+def cache_root() -> Path:
+    """Return the cache folder: ``$FIQ_CACHE_DIR`` if set, else ``~/.cache/fiq_env``."""
+    configured = os.environ.get(CACHE_ENV_VAR)
+    root = Path(configured).expanduser() if configured else Path.home() / ".cache" / "fiq_env"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[Any]:
+    """Open a temporary file beside ``path`` and move it over ``path`` on success.
+
+    The temporary file is flushed and fsynced before the rename; on an
+    exception it is deleted and ``path`` is left untouched.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+def write_json(path: str | os.PathLike[str], data: Any) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    with atomic_write(path, "w") as handle:
+        json.dump(data, handle, indent=2, sort_keys=False)
+        handle.write("\n")
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """Read a JSON file; a malformed file raises :class:`~fiq_env.errors.DataError` naming it."""
+    from fiq_env.errors import DataError
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path} is not valid JSON ({error}); delete or regenerate the file") from error
