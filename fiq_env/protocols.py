@@ -32,3 +32,23 @@ class UserSimulator(Protocol):
             rng: the only source of randomness the simulator may use.
         """
         ...
+
+
+@runtime_checkable
+class RowwiseUserSimulator(UserSimulator, Protocol):
+    """A simulator that can caption a batch whose rows each have their own generator.
+
+    The native vector environment uses :meth:`describe_rows` when a simulator
+    has it, so one call serves every sub-environment while each row's
+    captions stay those of a single environment seeded the same way.
+    """
+
+    def describe_rows(
+        self, reference: np.ndarray, target: np.ndarray, rngs: list[np.random.Generator]
+    ) -> list[str]:
+        """Return one caption per pair; row ``i`` draws only from ``rngs[i]``.
+
+        Row ``i``'s caption and the state ``rngs[i]`` is left in must equal
+        those of ``describe(reference[i:i+1], target[i:i+1], rngs[i])``.
+        """
+        ...

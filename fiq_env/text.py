@@ -23,16 +23,46 @@ PAD_ID, BOS_ID, EOS_ID, UNK_ID = range(4)
 
 _WORD_PATTERN = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")
 
+# Characters that NFKD does not reduce to ASCII but that have a plain spelling.
+# Typographic apostrophes and hyphens become ASCII ones, so "doesn\u2019t"
+# stays one word; dashes used as punctuation become spaces.
+_ASCII_SPELLINGS = str.maketrans(
+    {
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u02bc": "'",
+        "\u2010": "-",
+        "\u2011": "-",
+        "\u2013": " ",
+        "\u2014": " ",
+        "\u00df": "ss",
+        "\u00e6": "ae",
+        "\u00c6": "ae",
+        "\u0153": "oe",
+        "\u0152": "oe",
+        "\u00f8": "o",
+        "\u00d8": "o",
+        "\u0142": "l",
+        "\u0141": "l",
+        "\u0111": "d",
+        "\u0110": "d",
+    }
+)
+
 
 def normalize_caption(text: str) -> str:
     """Return ``text`` as lower-case ASCII words separated by single spaces.
 
     Accented letters lose their accents (``"beige clair\u00e9"`` becomes
-    ``"beige claire"``); punctuation, including trailing full stops, is
-    dropped; apostrophes and hyphens inside words are kept (``"v-neck"``).
-    An empty or whitespace-only caption returns ``""``.
+    ``"beige claire"``) and a few letters without a decomposition get their
+    usual spelling (``"\u00df"`` becomes ``"ss"``); other non-ASCII characters
+    are dropped. Punctuation, including trailing full stops, is dropped, and
+    apostrophes and hyphens inside words are kept (``"v-neck"``,
+    ``"doesn't"``, also when typed as typographic quotes). An empty or
+    whitespace-only caption returns ``""``. The result depends only on
+    ``text``.
     """
-    decomposed = unicodedata.normalize("NFKD", text)
+    decomposed = unicodedata.normalize("NFKD", text.translate(_ASCII_SPELLINGS))
     ascii_text = decomposed.encode("ascii", "ignore").decode("ascii").lower()
     return " ".join(_WORD_PATTERN.findall(ascii_text))
 

@@ -42,6 +42,39 @@ class UserSimulator(abc.ABC):
             target: ``(batch,)`` item indices of the wanted images.
             rng: the generator every random choice is drawn from.
         """
+        reference, target = self.validate_pairs(reference, target, rng)
+        return self._describe(reference, target, rng)
+
+    def describe_rows(
+        self, reference: np.ndarray, target: np.ndarray, rngs: list[np.random.Generator]
+    ) -> list[str]:
+        """Return one caption per pair, drawing row ``i``'s random numbers only from ``rngs[i]``.
+
+        The native vector environment calls this once per step for all its
+        sub-environments, each with its own generator. Row ``i`` must get the
+        caption that ``describe(reference[i:i+1], target[i:i+1], rngs[i])``
+        returns and leave ``rngs[i]`` in the same state. This default calls
+        :meth:`_describe` once per row; override it with a batched version
+        (for example, draw each row's numbers with ``rngs[i].random(width)``
+        and stack them) to make vector environments fast.
+        """
+        if len(rngs) != len(np.asarray(target).reshape(-1)):
+            raise ConfigError(f"describe_rows needs one generator per pair, got {len(rngs)} for {len(target)} pairs")
+        captions = []
+        for row, rng in enumerate(rngs):
+            ref_row, target_row = self.validate_pairs(reference[row : row + 1], target[row : row + 1], rng)
+            captions.extend(self._describe(ref_row, target_row, rng))
+        return captions
+
+    def validate_pairs(
+        self, reference: np.ndarray, target: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Check a batch of pairs and the generator; return the indices as flat int64 arrays.
+
+        Raises:
+            ConfigError: the arrays differ in length, an index is outside the
+                catalog, or ``rng`` is not a ``numpy.random.Generator``.
+        """
         reference = np.asarray(reference, dtype=np.int64).reshape(-1)
         target = np.asarray(target, dtype=np.int64).reshape(-1)
         if reference.shape != target.shape:
@@ -53,4 +86,4 @@ class UserSimulator(abc.ABC):
                 raise ConfigError(f"{label} item index {bad} is outside the catalog (0..{num_items - 1})")
         if not isinstance(rng, np.random.Generator):
             raise ConfigError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}; pass env.np_random")
-        return self._describe(reference, target, rng)
+        return reference, target
