@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-# Two cores on CI; more threads than cores only adds contention.
-torch.set_num_threads(2)
+# One thread: on two cores, intra-op threads of small test models mostly add contention.
+torch.set_num_threads(1)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
