@@ -32,7 +32,8 @@ def summarize_ranks(ranks: np.ndarray, gallery_size: int) -> dict:
         "recall@10": recall_at_k(ranks, 10) * 100.0,
         "recall@50": recall_at_k(ranks, 50) * 100.0,
     }
-    summary: dict = {"ci95": {}}
+    summary: dict = {}
+    intervals_by_metric: dict = {}
     for metric, values in per_episode.items():
         means, intervals = [], []
         for turn in range(ranks.shape[1]):
@@ -40,7 +41,8 @@ def summarize_ranks(ranks: np.ndarray, gallery_size: int) -> dict:
             means.append(round(mean, 4))
             intervals.append([round(low, 4), round(high, 4)])
         summary[metric] = means
-        summary["ci95"][metric] = intervals
+        intervals_by_metric[metric] = intervals
+    summary["ci95"] = intervals_by_metric
     return summary
 
 

@@ -507,10 +507,12 @@ class TemplateSimulator(UserSimulator):
         target = np.asarray(target, dtype=np.int64).reshape(-1)
         if len(rngs) != len(target):
             raise ConfigError(f"describe_rows needs one generator per pair, got {len(rngs)} for {len(target)} pairs")
-        for rng in rngs:
-            reference, target = self.validate_pairs(reference, target, rng)
         if not rngs:
             return []
+        reference, target = self.validate_pairs(reference, target, rngs[0])
+        for rng in rngs:
+            if not isinstance(rng, np.random.Generator):
+                raise ConfigError(f"rngs must hold numpy.random.Generator objects, got {type(rng).__name__}")
         draws = np.concatenate([self._draw(rng, 1) for rng in rngs])
         return [caption.text for caption in self._write(reference, target, draws)]
 
