@@ -1,0 +1,268 @@
+"""Tests of the retriever agents, their registry, checkpoints and batched dialog rollouts."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import agents
+from agent_helpers import agent_sizes, make_data, one_torch_thread  # noqa: F401 (autouse fixture)
+from agents.base import Retriever, RetrieverConfig, turn_mask
+from agents.rollout import DialogBatch, run_dialogs
+from agents.transformer import TransformerConfig, TransformerRetriever
+from fiq_env.errors import CheckpointError, ConfigError, UnknownNameError
+
+DATA = make_data(num_items=40)
+SIZES = agent_sizes(DATA)
+
+
+def random_observation(batch: int, turn: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    turns, length, dim, top_n = SIZES["max_turns"], SIZES["caption_length"], SIZES["feature_dim"], SIZES["top_n"]
+    return {
+        "tokens": torch.randint(0, SIZES["vocab_size"], (batch, turns, length), generator=generator),
+        "features": torch.nn.functional.normalize(torch.randn(batch, turns, dim, generator=generator), dim=-1),
+        "attributes": torch.randint(0, SIZES["num_attributes"] + 1, (batch, turns, top_n), generator=generator),
+        "turn": torch.full((batch,), turn, dtype=torch.long),
+    }
+
+
+def make_agent(name: str) -> Retriever:
+    torch.manual_seed(0)
+    return agents.make(name, preset="tiny", **SIZES).eval()
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+@pytest.mark.parametrize("name", agents.names())
+def test_forward_shape(name: str, batch: int) -> None:
+    agent = make_agent(name)
+    query = agent(random_observation(batch, turn=3))
+    assert query.shape == (batch, SIZES["feature_dim"])
+    assert torch.isfinite(query).all()
+
+
+@pytest.mark.parametrize("name", agents.names())
+def test_act_single_and_batched(name: str) -> None:
+    agent = make_agent(name)
+    batched = {key: value.numpy() for key, value in random_observation(3, turn=2).items()}
+    single = {key: value[0] for key, value in batched.items()}
+    assert agent.act(batched).shape == (3, SIZES["feature_dim"])
+    assert agent.act(single).shape == (SIZES["feature_dim"],)
+    assert agent.act(single).dtype == np.float32
+
+
+@pytest.mark.parametrize("name", ["transformer", "transformer_attr", "rnn", "last_image"])
+@pytest.mark.parametrize("turn", [1, 3])
+def test_future_turns_ignored(name: str, turn: int) -> None:
+    agent = make_agent(name)
+    obs = random_observation(4, turn=turn, seed=1)
+    changed = {key: value.clone() for key, value in obs.items()}
+    other = random_observation(4, turn=turn, seed=2)
+    for key in ("tokens", "features", "attributes"):
+        changed[key][:, turn:] = other[key][:, turn:]
+    with torch.no_grad():
+        assert torch.allclose(agent(obs), agent(changed), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["transformer", "transformer_attr", "rnn"])
+def test_past_turns_used(name: str) -> None:
+    agent = make_agent(name)
+    obs = random_observation(4, turn=3, seed=1)
+    changed = {key: value.clone() for key, value in obs.items()}
+    changed["tokens"][:, 0] = random_observation(4, turn=3, seed=2)["tokens"][:, 0]
+    with torch.no_grad():
+        assert not torch.allclose(agent(obs), agent(changed), atol=1e-5)
+
+
+def test_attributes_only_reach_attr_variant() -> None:
+    obs = random_observation(4, turn=3, seed=1)
+    changed = {**obs, "attributes": random_observation(4, turn=3, seed=2)["attributes"]}
+    plain, with_attributes = make_agent("transformer"), make_agent("transformer_attr")
+    with torch.no_grad():
+        assert torch.allclose(plain(obs), plain(changed))
+        assert not torch.allclose(with_attributes(obs), with_attributes(changed), atol=1e-5)
+
+
+def test_transformer_attr_is_flag() -> None:
+    agent = make_agent("transformer_attr")
+    assert type(agent) is TransformerRetriever
+    assert agent.config.use_attributes is True
+
+
+def test_make_by_import_path() -> None:
+    agent = agents.make("agents.transformer:TransformerRetriever", preset="tiny", **SIZES)
+    assert isinstance(agent, TransformerRetriever)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("transfomer", "Did you mean 'transformer'"), ("agents.transformer:Nope", "no callable 'Nope'"), ("no_such_module:X", "cannot import")],
+)
+def test_unknown_names(name: str, message: str) -> None:
+    with pytest.raises(UnknownNameError, match=message):
+        agents.make(name, **SIZES)
+
+
+def test_register_new_agent() -> None:
+    @agents.register("test_mean_image")
+    class MeanImage(Retriever):
+        def forward(self, obs):
+            valid = turn_mask(obs["turn"], self.config.max_turns)
+            return (obs["features"] * valid[..., None]).sum(dim=1) / valid.sum(dim=1, keepdim=True)
+
+    agent = agents.make("test_mean_image", **SIZES)
+    assert agent(random_observation(2, turn=2)).shape == (2, SIZES["feature_dim"])
+    assert "test_mean_image" in agents.names()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"preset": "huge"}, "unknown TransformerConfig preset"),
+        ({"hidden_size": 8}, "no field"),
+        ({"hidden_dim": 30, "num_heads": 4}, "divisible"),
+        ({"use_attributes": True, "num_attributes": 0}, "num_attributes"),
+        ({"feature_dim": 0}, "positive integer"),
+    ],
+)
+def test_bad_config(overrides: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        TransformerRetriever(**{**SIZES, **overrides})
+
+
+def test_wrong_history_shape() -> None:
+    agent = make_agent("transformer")
+    obs = random_observation(2, turn=1)
+    obs["tokens"] = obs["tokens"][:, :, :4]
+    with pytest.raises(ConfigError, match="caption_length"):
+        agent(obs)
+
+
+@pytest.mark.parametrize("name", agents.names())
+def test_checkpoint_round_trip(name: str, tmp_path) -> None:
+    agent = make_agent(name)
+    agent.vocabulary = DATA.vocabulary
+    agent.save(tmp_path / "agent")
+    loaded = agents.load(tmp_path / "agent").eval()
+    obs = random_observation(3, turn=4)
+    assert type(loaded) is type(agent)
+    assert loaded.config == agent.config
+    assert loaded.vocabulary.words == DATA.vocabulary.words
+    if name != "random":
+        with torch.no_grad():
+            assert torch.equal(agent(obs), loaded(obs))
+
+
+def test_load_checks_class(tmp_path) -> None:
+    make_agent("rnn").save(tmp_path / "rnn")
+    with pytest.raises(ConfigError, match="not a TransformerRetriever"):
+        TransformerRetriever.load(tmp_path / "rnn")
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("weights", "not a valid safetensors"),
+        ("class", "not an agents.base.Retriever subclass"),
+        ("config", "does not fit"),
+        ("shape", "do not match"),
+    ],
+)
+def test_load_damaged_checkpoint(damage: str, message: str, tmp_path) -> None:
+    folder = tmp_path / "agent"
+    make_agent("transformer").save(folder)
+    document = json.loads((folder / "config.json").read_text())
+    if damage == "weights":
+        (folder / "weights.safetensors").write_bytes(b"not a tensor file")
+    elif damage == "class":
+        document["class"] = "json:JSONDecoder"
+    elif damage == "config":
+        document["config"]["unknown_field"] = 1
+    elif damage == "shape":
+        document["config"]["hidden_dim"] = 64
+    (folder / "config.json").write_text(json.dumps(document))
+    with pytest.raises(CheckpointError, match=message):
+        agents.load(folder)
+
+
+def test_random_agent_seeding() -> None:
+    obs = random_observation(3, turn=1)
+    first, second, other = (agents.make("random", seed=s, **SIZES) for s in (5, 5, 6))
+    query = first(obs)
+    assert torch.equal(query, second(obs))
+    assert not torch.equal(query, other(obs))
+    assert torch.allclose(query.norm(dim=-1), torch.ones(3))
+
+
+def test_last_image_returns_latest_features() -> None:
+    obs = random_observation(2, turn=3)
+    query = make_agent("last_image")(obs)
+    assert torch.equal(query, obs["features"][:, 2])
+
+
+def test_turn_mask_values() -> None:
+    mask = turn_mask(torch.tensor([0, 2, 5]), 5)
+    expected = torch.tensor([[1, 0, 0, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.float32)
+    assert torch.equal(mask, expected)
+
+
+def test_config_round_trip() -> None:
+    config = TransformerConfig.from_preset("paper", **SIZES)
+    assert TransformerConfig.from_dict(config.to_dict()) == config
+    assert config.num_layers == 6
+    with pytest.raises(ConfigError, match="unknown field"):
+        RetrieverConfig.from_dict({"bogus": 1})
+
+
+# Rollouts ------------------------------------------------------------------
+
+
+def test_rollout_never_repeats_items() -> None:
+    targets, initial = DATA.sample_start_pairs(8, np.random.default_rng(0))
+    rollout = run_dialogs(make_agent("random"), DATA, targets, initial, np.random.default_rng(0))
+    for row, items in enumerate(rollout.shown_items):
+        shown = items[: int(rollout.active[row].sum()) + 1]
+        assert len(set(shown.tolist())) == len(shown)
+
+
+def test_rollout_ranks_match_brute_force() -> None:
+    targets, initial = DATA.sample_start_pairs(6, np.random.default_rng(1))
+    rollout = run_dialogs(make_agent("transformer"), DATA, targets, initial, np.random.default_rng(0))
+    features = DATA.features.features
+    for row in range(len(targets)):
+        for turn in range(DATA.max_turns):
+            if not rollout.active[row, turn]:
+                continue
+            distances = ((features - rollout.queries[row, turn].numpy()) ** 2).sum(axis=1)
+            expected = int((distances < distances[targets[row]] - 1e-6).sum())
+            assert abs(int(rollout.ranks[row, turn]) - expected) <= 1
+
+
+def test_rollout_observation_layout() -> None:
+    targets, initial = DATA.sample_start_pairs(3, np.random.default_rng(2))
+    rollout = run_dialogs(make_agent("last_image"), DATA, targets, initial, np.random.default_rng(0))
+    first, third = rollout.observations[0], rollout.observations[2]
+    assert first["turn"].tolist() == [1, 1, 1]
+    assert torch.equal(first["features"][:, 0], torch.from_numpy(DATA.features.features[initial]))
+    assert (first["tokens"][:, 1:] == 0).all()
+    assert third["turn"].tolist() == [3, 3, 3]
+
+
+def test_dialog_ends_when_target_shown() -> None:
+    targets, initial = DATA.sample_start_pairs(2, np.random.default_rng(3))
+    dialogs = DialogBatch(DATA, targets, initial, np.random.default_rng(0))
+    exact = torch.from_numpy(DATA.features.features[targets])
+    first_ranks = dialogs.step(exact)
+    later_ranks = dialogs.step(torch.zeros_like(exact))
+    assert first_ranks.tolist() == [0, 0]
+    assert dialogs.done.tolist() == [True, True]
+    assert later_ranks.tolist() == [0, 0]
+    assert dialogs.turn.tolist() == [1, 1]
+
+
+def test_rollout_rejects_items_outside_split() -> None:
+    with pytest.raises(ConfigError, match="not in the 'train' split"):
+        DialogBatch(DATA, np.array([1000]), np.array([0]), np.random.default_rng(0))
