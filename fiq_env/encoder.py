@@ -565,6 +565,11 @@ def train_encoder(
             model.backbone.eval()
         loss_sum, seen = 0.0, 0
         for item_indices, batch in images.batches(train_indices, config.batch_size, True, generator):
+            if len(item_indices) < 2 and len(train_indices) > 1:
+                # Batch normalization cannot train on a single image; that item is
+                # seen again in the next epoch's shuffle.
+                bar.update(1)
+                continue
             inputs = model.preprocess(batch.to(device))
             if config.augmentation:
                 inputs = _augment(inputs, generator)
@@ -580,7 +585,7 @@ def train_encoder(
             seen += len(item_indices)
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.4f}")
-        epoch_losses.append(loss_sum / seen)
+        epoch_losses.append(loss_sum / max(seen, 1))
         logger.info("encoder epoch %d/%d: mean BCE loss %.4f", epoch + 1, config.epochs, epoch_losses[-1])
     bar.close()
 

@@ -14,6 +14,7 @@ from fiq_env.encoder import (
     ImageEncoder,
     attribute_auc,
     evaluate_attributes,
+    labelled_indices,
     image_to_tensor,
     train_encoder,
 )
@@ -241,6 +242,13 @@ def test_training_is_seeded(shapes: ShapesCatalog) -> None:
     _, first = train_encoder(shapes, config, progress=False)
     _, second = train_encoder(shapes, config, progress=False)
     assert first.epoch_losses == second.epoch_losses
+
+
+def test_training_skips_single_image_batch(shapes: ShapesCatalog) -> None:
+    train_size = len(labelled_indices(shapes, "train"))
+    config = tiny_config(epochs=1, batch_size=train_size - 1)
+    _, result = train_encoder(shapes, config, progress=False)
+    assert np.isfinite(result.epoch_losses[0])
 
 
 def test_training_without_labels_raises() -> None:
