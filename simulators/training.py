@@ -9,8 +9,9 @@ Every batch is drawn from a generator seeded by ``(seed, step)``, and
 checkpoints store the optimizer state and the torch random state, so a run
 resumed from its last checkpoint takes the same steps as an uninterrupted
 one. TensorBoard scalars (``train/loss``, ``train/lr``, ``val/loss``,
-``val/bleu4``, ``val/rouge_l``, ``val/cider``, ``val/attribute_accuracy``)
-share one global step, the count of optimizer steps, across resumed runs.
+``val/bleu4``, ``val/rouge_l``, ``val/cider``, ``val/attribute_accuracy``,
+``val/attribute_claims``) share one global step, the count of optimizer
+steps, across resumed runs.
 """
 
 from __future__ import annotations
@@ -464,8 +465,9 @@ def evaluate_captioner(
 
     Returns ``loss`` (teacher-forced cross-entropy on each pair's first
     reference), ``bleu4``, ``rouge_l`` and ``cider`` (0-100) of the decoded
-    captions against all references, and, when ``catalog`` is given,
-    ``attribute_accuracy`` (0-100, NaN when no caption names an attribute).
+    captions against all references. When ``catalog`` is given it adds
+    ``attribute_accuracy`` (0-100, NaN when no caption names an attribute)
+    and ``attribute_claims``, the number of checked attribute claims behind it.
     """
     captions = generate_captions(model, vocabulary, features, validation.reference, validation.target, decoding)
     metrics = {"loss": validation_loss(model, vocabulary, features, validation)}
@@ -473,6 +475,8 @@ def evaluate_captioner(
     if catalog is not None:
         accuracy = attribute_accuracy(catalog, captions, validation.target)
         metrics["attribute_accuracy"] = 100.0 * accuracy.accuracy
+        # Beam captions are mostly comparatives, so the accuracy may rest on a handful of claims.
+        metrics["attribute_claims"] = float(accuracy.checked)
     return metrics
 
 
