@@ -395,8 +395,13 @@ class DialogCore:
 
     def parse_options(self, options: dict | None) -> StartRequest:
         """Turn ``reset`` options into a :class:`StartRequest`; unknown keys raise :class:`ConfigError`."""
-        if not options:
+        if options is None:
             return StartRequest()
+        if not isinstance(options, dict):
+            raise ConfigError(
+                f"reset options must be a dict with the keys 'target' and 'initial' (both optional), "
+                f"got {type(options).__name__}: {options!r}"
+            )
         unknown = sorted(set(options) - {"target", "initial"})
         if unknown:
             raise ConfigError(f"unknown reset option(s) {unknown}; supported options are 'target' and 'initial'")
@@ -431,10 +436,12 @@ class DialogCore:
 
         queries = np.asarray(actions)
         expected = (len(rows), self.tables.dim)
-        if queries.shape != expected or not np.issubdtype(queries.dtype, np.number):
+        # Complex queries are rejected too: casting them to float32 would drop the imaginary part.
+        real = np.issubdtype(queries.dtype, np.integer) or np.issubdtype(queries.dtype, np.floating)
+        if queries.shape != expected or not real:
             shown_shape = expected if row_label else expected[1:]
             raise ConfigError(
-                f"query must be a numeric array of shape {shown_shape}, got shape "
+                f"query must be a real-valued numeric array of shape {shown_shape}, got shape "
                 f"{queries.shape if row_label else queries.shape[1:]} (dtype {queries.dtype}); "
                 f"pass a vector in the {self.tables.dim}-dimensional feature space"
             )

@@ -103,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     except FiqError as error:
         print(f"fiq-train-encoder: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        # The feature cache publishes an entry only when it is complete, so nothing partial is left.
+        print("fiq-train-encoder: interrupted; no features were cached, run the command again", file=sys.stderr)
+        return 130
     elapsed = time.perf_counter() - start
 
     metadata = result.metadata

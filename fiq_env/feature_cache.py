@@ -282,4 +282,9 @@ def remove_entry(path: Path) -> None:
     with contextlib.suppress(OSError):
         os.replace(path, trash)
         path = trash
-    shutil.rmtree(path, ignore_errors=True)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        # A plain file or link where an entry folder belongs (for example left by another tool).
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator
+import importlib
+from collections.abc import Callable, Iterator, Mapping
 from typing import Generic, TypeVar
 
 from fiq_env.errors import UnknownNameError
@@ -13,6 +14,12 @@ T = TypeVar("T")
 
 class Registry(Generic[T]):
     """Maps names to factories (classes or functions) of one kind of object.
+
+    Args:
+        kind: what the registry contains, for messages ("catalog", "simulator").
+        builtin_modules: name to the module that registers it when imported.
+            :meth:`get` imports the module on first use of the name, and an
+            unknown-name error lists these names before any is imported.
 
     Example::
 
@@ -24,9 +31,10 @@ class Registry(Generic[T]):
         catalog = CATALOGS.make("synthetic", category="dress")
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, builtin_modules: Mapping[str, str] | None = None) -> None:
         self.kind = kind
         self._factories: dict[str, Callable[..., T]] = {}
+        self._builtin_modules = dict(builtin_modules or {})
 
     def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
         """Return a decorator that registers a factory under ``name``."""
@@ -41,10 +49,13 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> Callable[..., T]:
         """Return the factory registered as ``name``; unknown names list the known ones."""
+        module = self._builtin_modules.get(name)
+        if module is not None and name not in self._factories:
+            importlib.import_module(module)
         try:
             return self._factories[name]
         except KeyError:
-            known = sorted(self._factories)
+            known = sorted(set(self._factories) | set(self._builtin_modules))
             close = difflib.get_close_matches(name, known, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise UnknownNameError(

@@ -134,6 +134,11 @@ class FashionDialogVectorEnv(VectorEnv):
         self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         seeds = self._expand_seeds(seed)
+        if options is not None and not isinstance(options, dict):
+            raise ConfigError(
+                f"reset options must be a dict with the keys 'target', 'initial' and 'reset_mask' (all optional), "
+                f"got {type(options).__name__}: {options!r}"
+            )
         options = dict(options) if options else {}
         reset_mask = options.pop("reset_mask", None)
         if reset_mask is None:

@@ -381,6 +381,7 @@ STEP_MISUSE = [
     ("inf_query", started_env, np.r_[np.inf, np.zeros(15)], ConfigError, "non-finite value inf at index 0"),
     ("float32_overflow", started_env, np.r_[np.zeros(15), 1e300], ConfigError, "outside the float32 range"),
     ("text_query", started_env, np.array(["a"] * 16), ConfigError, "numeric array"),
+    ("complex_query", started_env, np.ones(16, dtype=complex), ConfigError, "real-valued numeric array"),
     ("topk_out_of_range", lambda: started_env(action_type="topk", top_k=3), 3, ConfigError, "outside [0, 3)"),
     ("topk_float", lambda: started_env(action_type="topk", top_k=3), 1.5, ConfigError, "candidate index"),
 ]
@@ -403,6 +404,7 @@ RESET_MISUSE = [
     ("same_pair", {"target": "item00001", "initial": "item00001"}, ConfigError, "same item"),
     ("unknown_key", {"goal": "item00001"}, ConfigError, "unknown reset option(s) ['goal']"),
     ("float_id", {"target": 1.0}, ConfigError, "must be an item id (str) or a catalog index (int)"),
+    ("options_list", ["target"], ConfigError, "reset options must be a dict"),
 ]
 
 

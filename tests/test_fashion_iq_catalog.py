@@ -330,3 +330,10 @@ def test_real_counts(fashion_iq_root, category):
 def test_real_test_targets_hidden(fashion_iq_root):
     catalog = make_catalog("fashion_iq", root=fashion_iq_root, category="dress")
     assert all(p.target is None for p in catalog.caption_pairs if p.split == "test")
+
+
+def test_root_that_is_a_file(tmp_path):
+    root = tmp_path / "fashion-iq.zip"
+    root.write_bytes(b"not a folder")
+    with pytest.raises(DataError, match="cannot read .*split.dress.train.json"):
+        make_catalog("fashion_iq", root=root, category="dress")

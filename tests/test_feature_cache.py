@@ -89,6 +89,14 @@ def test_cache_save_leaves_no_staging(tmp_path: Path) -> None:
     assert [path.name for path in entries(tmp_path)] == ["entry"]
 
 
+def test_cache_save_replaces_stray_file(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path)
+    (tmp_path / "entry").write_text("left by another tool")
+    cache.save("entry", np.ones((2, 2)), np.ones((2, 1)), {"catalog_fingerprint": "f", "encoder_key": "k"})
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["entry"]
+    assert cache.load("entry", "f", "k", num_items=2) is not None
+
+
 def test_cache_default_root_uses_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FIQ_CACHE_DIR", str(tmp_path))
     assert FeatureCache().root == tmp_path / "encoders"
@@ -264,3 +272,16 @@ def test_cli_missing_weights_reports_error(tmp_path: Path, capsys) -> None:
     code = main(["--num-items", "100", "--model", "test_resnet", "--weights", str(tmp_path / "none.pth")])
     assert code == 1
     assert "none.pth" in capsys.readouterr().err
+
+
+def test_cli_interrupt_exits_cleanly(tmp_path: Path, monkeypatch, capsys) -> None:
+    from fiq_env import encoder_cli
+
+    def interrupt(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(encoder_cli, "build_catalog_features", interrupt)
+    argv = ["--num-items", "100", "--cache-dir", str(tmp_path), "--no-progress", "--log-level", "WARNING"]
+    assert encoder_cli.main(argv) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert entries(tmp_path) == []

@@ -172,6 +172,28 @@ def test_missing_root(tmp_path):
         make_catalog("image_folder", root=tmp_path / "absent")
 
 
+def test_root_that_is_a_file(tmp_path):
+    root = tmp_path / "photos.zip"
+    root.write_bytes(b"not a folder")
+    with pytest.raises(DataError, match="is not a folder"):
+        make_catalog("image_folder", root=root)
+
+
+def test_unknown_category_choices_unique(tree):
+    with pytest.raises(UnknownNameError) as caught:
+        make_catalog("image_folder", root=tree, category="coat")
+    choices = str(caught.value).split("choose one of ")[1]
+    assert choices.count("'dress'") == 1
+
+
+def test_empty_class_folder_left_out(fresh_tree):
+    (fresh_tree / "train" / "pants").mkdir()
+    catalog = make_catalog("image_folder", root=fresh_tree, category="all")
+    assert "pants" not in catalog.classes
+    assert catalog.report.warnings["empty_classes"] == ["pants"]
+    assert "pants" not in catalog.attribute_names
+
+
 def test_no_split_folders(tmp_path):
     (tmp_path / "other").mkdir()
     with pytest.raises(DataError, match="split_dirs"):

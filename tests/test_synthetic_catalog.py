@@ -381,3 +381,20 @@ def test_parts_visible(category: str, group: str, present: str) -> None:
     with_part = _render(category, **{group: present})
     changed = (np.abs(with_part - without).max(axis=-1) > 40).sum()
     assert changed >= 10
+
+
+def test_unknown_source_lists_builtins() -> None:
+    with pytest.raises(UnknownNameError) as caught:
+        make_catalog("synthtic", category="dress")
+    message = str(caught.value)
+    for source in ("synthetic", "fashion_iq", "image_folder"):
+        assert source in message
+    assert "Did you mean 'synthetic'?" in message
+
+
+def test_registry_imports_builtin_on_first_use() -> None:
+    from fiq_env.registry import Registry
+
+    registry = Registry("catalog", builtin_modules={"image_folder": "fiq_env.catalog.image_folder"})
+    with pytest.raises(UnknownNameError, match="registered catalogs: image_folder"):
+        registry.get("image_foldr")

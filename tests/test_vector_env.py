@@ -186,6 +186,12 @@ def test_step_misuse(actions, fragment):
     assert fragment in str(caught.value)
 
 
+def test_reset_options_must_be_dict():
+    native, _ = make_pair()
+    with pytest.raises(ConfigError, match="reset options must be a dict"):
+        native.reset(seed=0, options=["target"])
+
+
 def test_seed_list_length_checked():
     native, _ = make_pair()
     with pytest.raises(ConfigError, match="needs num_envs=4 entries, got 2"):

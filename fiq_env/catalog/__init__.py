@@ -8,8 +8,6 @@ from fiq_env.catalog.base import SPLITS, CaptionPair, Catalog, CatalogReport, la
 from fiq_env.catalog.schema import ATTRIBUTE_TYPES, UNKNOWN, AttributeGroup
 from fiq_env.registry import Registry
 
-CATALOGS: Registry[Catalog] = Registry("catalog")
-
 # Modules that register a source in CATALOGS when imported. They are imported
 # on first use so that importing fiq_env stays fast.
 _SOURCE_MODULES = {
@@ -17,6 +15,8 @@ _SOURCE_MODULES = {
     "fashion_iq": "fiq_env.catalog.fashion_iq",
     "image_folder": "fiq_env.catalog.image_folder",
 }
+
+CATALOGS: Registry[Catalog] = Registry("catalog", builtin_modules=_SOURCE_MODULES)
 
 
 def make_catalog(source: str, /, **kwargs: object) -> Catalog:

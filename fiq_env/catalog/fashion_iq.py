@@ -59,6 +59,9 @@ def _read_json_file(path: Path) -> tuple[object, str]:
         content = path.read_bytes()
     except FileNotFoundError:
         raise DataError(f"{path} not found; check the Fashion IQ root folder") from None
+    except OSError as error:
+        # For example a root that is a file (NotADirectoryError) or an unreadable file.
+        raise DataError(f"cannot read {path} ({error}); check the Fashion IQ root folder") from error
     try:
         data = json.loads(content)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:

@@ -159,6 +159,7 @@ class ImageFolderCatalog(Catalog):
 
         excluded = self.image_checks.excluded_ids
         self.item_ids = [item for item in files if item not in excluded]
+        self._drop_empty_classes()
         self._paths = {item: Path(files[item]) for item in self.item_ids}
         self.split_codes = np.array([SPLITS.index(splits[item]) for item in self.item_ids], dtype=np.int8)
         self._build_attributes()
@@ -176,6 +177,8 @@ class ImageFolderCatalog(Catalog):
             raise ConfigError(f"image_size must be a positive number of pixels, got {self.image_size}")
         if self.max_items_per_class is not None and self.max_items_per_class < 1:
             raise ConfigError(f"max_items_per_class must be positive or None, got {self.max_items_per_class}")
+        if self.root.exists() and not self.root.is_dir():
+            raise DataError(f"image folder root {self.root} is not a folder; pass the folder that contains the split folders")
         if not self.root.is_dir():
             raise DataError(f"image folder root {self.root} not found")
 
@@ -218,7 +221,7 @@ class ImageFolderCatalog(Catalog):
         elif self.category in found:
             chosen = [self.category]
         else:
-            choices = ["all", *sorted(groups), *found]
+            choices = ["all", *sorted(set(groups) | set(found))]
             raise UnknownNameError(f"unknown image_folder category {self.category!r}; choose one of {choices}")
 
         if classes is not None:
@@ -250,6 +253,21 @@ class ImageFolderCatalog(Catalog):
         if not files:
             raise DataError(f"{self.root}: no .jpg, .jpeg or .png files in the class folders {self.classes}")
         return files, splits
+
+    def _drop_empty_classes(self) -> None:
+        """Remove classes left without a usable photo, so no attribute names a class with no item."""
+        used = {item.split("/")[-2] for item in self.item_ids}
+        empty = [name for name in self.classes if name not in used]
+        if not empty:
+            return
+        self.classes = [name for name in self.classes if name in used]
+        self.report.warnings["empty_classes"] = empty
+        logger.warning(
+            "image_folder %s: left out %d class folder(s) with no usable photo in any split: %s",
+            self.root,
+            len(empty),
+            ", ".join(empty),
+        )
 
     # Attributes -----------------------------------------------------------------------
 
