@@ -8,7 +8,8 @@ Run::
 The captioners learn the ``template`` simulator's captions of random training
 pairs (features from ``fiq_env.encoder.encode_catalog`` with its cpu preset)
 and are scored on validation pairs against several template captions per
-pair: BLEU-4, ROUGE-L, CIDEr and attribute accuracy, with beam search of
+pair: BLEU-4, ROUGE-L, CIDEr and attribute accuracy (value words,
+comparatives and negations, also shown per kind), with beam search of
 width 5 as in the Fashion IQ paper's evaluation, plus greedy decoding. The
 beam's length penalty is chosen once for all captioners: the value with the
 best mean CIDEr on separate tuning pairs of the validation split. With
@@ -35,6 +36,7 @@ import simulators
 from fiq_env.catalog import make_catalog
 from fiq_env.encoder import encode_catalog
 from simulators.base import UserSimulator
+from simulators.caption_metrics import CLAIM_KINDS
 from simulators.captioner import LearnedCaptioner
 from simulators.decoding import DecodingConfig
 from simulators.rnn_captioner import RNNCaptionerConfig
@@ -149,6 +151,16 @@ def main(argv: list[str] | None = None) -> None:
               f"{spread(cell['cider'])} | {spread(cell['attribute_accuracy'])} | {spread(cell['attribute_claims'], 0)} | "
               f"{spread(cell['loss'], 3)} | "
               f"{parameters[label]:,} | {statistics.fmean(cell['seconds']):.0f} |")
+
+    print("\nAttribute accuracy (%) and checked claims per kind of claim:\n")
+    print("| captioner | decoding | " + " | ".join(f"{kind} (%) | {kind} claims" for kind in CLAIM_KINDS) + " |")
+    print("| --- | --- |" + " --- | --- |" * len(CLAIM_KINDS))
+    for (label, decoding_label), cell in cells.items():
+        kinds = " | ".join(
+            f"{spread(cell[f'attribute_accuracy_{kind}'])} | {spread(cell[f'attribute_claims_{kind}'], 0)}"
+            for kind in CLAIM_KINDS
+        )
+        print(f"| {label} | {decoding_label} | {kinds} |")
 
     simulator_model = next(model for label, _, model, _ in trained if label == "transformer + attributes")
     rng = np.random.default_rng(0)

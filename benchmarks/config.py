@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fiq_env.catalog import SPLITS
 from fiq_env.errors import ConfigError
 
 DEFAULT_AGENTS = ("transformer", "transformer_attr", "rnn", "last_image", "random")
@@ -25,8 +26,13 @@ class BenchConfig:
     split: str = field(default="val", metadata={"help": "split the episodes are drawn from (train, val, test)"})
     num_items: int = field(default=1500, metadata={"help": "items per synthetic catalog"})
     simulator: str = field(default="transformer", metadata={"help": "simulator that scores the agents: template, transformer, rnn or replay"})
+    # Training against the rule-based simulator keeps the default run within
+    # its time budget (a learned captioner in the training loop writes
+    # hundreds of thousands of captions), and scoring with the learned
+    # captioner means no agent is scored by the simulator it trained with.
     train_simulator: str | None = field(
-        default=None, metadata={"help": "simulator the agents are trained against (default: the scoring simulator)"}
+        default="template",
+        metadata={"help": "simulator the agents are trained against; 'same' uses the scoring simulator"},
     )
     decoding: str = field(default="beam", metadata={"help": "caption decoding of learned simulators at evaluation: beam or greedy"})
     agents: tuple[str, ...] = field(
@@ -47,6 +53,8 @@ class BenchConfig:
             raise ConfigError(f"turns must be at least 1, got {self.turns}")
         if self.episodes < 1:
             raise ConfigError(f"episodes must be at least 1, got {self.episodes}")
+        if self.split not in SPLITS:
+            raise ConfigError(f"unknown split {self.split!r}; expected one of {', '.join(SPLITS)}")
         if self.gallery not in ("split", "catalog"):
             raise ConfigError(f"gallery must be 'split' or 'catalog', got {self.gallery!r}")
         if self.decoding not in ("beam", "greedy"):
@@ -56,7 +64,9 @@ class BenchConfig:
 
     @property
     def training_simulator(self) -> str:
-        return self.train_simulator or self.simulator
+        if self.train_simulator in (None, "same"):
+            return self.simulator
+        return self.train_simulator
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in dataclasses.fields(self)}

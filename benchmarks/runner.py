@@ -62,7 +62,7 @@ def run_category(config: BenchConfig, category: str, output: Path) -> dict:
     pairs_path = Path(config.start_pairs) if config.start_pairs else output / f"start_pairs_{category}.json"
     if config.start_pairs and len(config.categories) > 1:
         pairs_path = pairs_path.with_name(f"{pairs_path.stem}_{category}{pairs_path.suffix}")
-    pairs = load_or_draw(pairs_path, catalog, config.split, config.episodes, config.seed)
+    pairs = load_or_draw(pairs_path, catalog, config.split, config.episodes, config.seed, strict=bool(config.start_pairs))
     gallery_size = len(catalog.indices(config.split))
 
     agent_results, env_steps, episode_seconds = {}, 0, 0.0

@@ -14,8 +14,6 @@ import importlib
 from fiq_env.registry import Registry
 from simulators.base import UserSimulator
 
-SIMULATORS: Registry[UserSimulator] = Registry("simulator")
-
 # Modules that register built-in simulators when imported, loaded on first use.
 _BUILTIN_MODULES = {
     "template": "simulators.template",
@@ -23,6 +21,8 @@ _BUILTIN_MODULES = {
     "transformer": "simulators.transformer_captioner",
     "rnn": "simulators.rnn_captioner",
 }
+
+SIMULATORS: Registry[UserSimulator] = Registry("simulator", builtin_modules=_BUILTIN_MODULES)
 
 
 def make(name: str, /, **kwargs: object) -> UserSimulator:

@@ -286,7 +286,10 @@ class _PhraseBook:
         if adjective:
             words = (adjective,)
         lead = [f"is {w}" for w in words]
-        cont = [f"and is {w}" for w in words] + [f"and {w}" for w in words]
+        cont = [f"and is {w}" for w in words]
+        if not (group.type == "color" and group.ordered):
+            # A bare level reads wrongly after another attribute ("has a belt and medium").
+            cont += [f"and {w}" for w in words]
         noun = _PATTERN_NOUNS.get(words[0], word if adjective else None)
         if noun:
             lead.append(f"has {noun}")
