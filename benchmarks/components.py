@@ -119,13 +119,21 @@ class VocabularyAdapter:
         return self.simulator.describe(reference, target, rng)
 
 
-def agent_cache_dir(name: str, catalog: Catalog, features: CatalogFeatures, simulator_name: str, config: BenchConfig) -> Path:
+def agent_cache_dir(
+    name: str,
+    agent_config: dict[str, Any],
+    triplet_config: dict[str, Any],
+    catalog: Catalog,
+    features: CatalogFeatures,
+    simulator_name: str,
+    config: BenchConfig,
+) -> Path:
     """Return the cache folder of one trained agent; the key covers everything its weights depend on."""
     plan = preset_plan(config.preset)
     payload = {
         "agent": name,
-        "agent_preset": plan.agent_preset,
-        "triplet_preset": plan.triplet_preset,
+        "agent_config": agent_config,
+        "triplet_config": triplet_config,
         "catalog": catalog.fingerprint(),
         "encoder": features.encoder_key,
         "simulator": simulator_name,
@@ -168,19 +176,22 @@ def build_agent(
         logger.info("agent %s has no trainable weights; nothing to train", name)
         return agent
 
-    run_dir = agent_cache_dir(name, catalog, features, train_simulator_name, config)
+    from agents.triplet import TripletConfig, TripletTrainer
+
+    triplet = TripletConfig.from_preset(plan.triplet_preset, seed=config.seed, turns=config.turns)
+    triplet = dataclasses.replace(triplet, eval_every=0)
+    run_dir = agent_cache_dir(
+        name, agent.config.to_dict(), triplet.to_dict(), catalog, features, train_simulator_name, config
+    )
     saved = run_dir / "agent"
-    if (saved / "config.json").exists() or any(saved.glob("*.json")):
+    if saved.is_dir() and any(saved.glob("*.json")):
         logger.info("loaded agent %s from cache %s", name, saved)
         return agents.load(saved)
 
     from agents.rollout import DialogData
-    from agents.triplet import TripletConfig, TripletTrainer
 
     logger.info("training agent %s against the %s simulator (cache %s)", name, train_simulator_name, run_dir)
     train_data = DialogData(catalog, features, train_simulator, split="train", max_turns=config.turns)
-    triplet = TripletConfig.from_preset(plan.triplet_preset, seed=config.seed, turns=config.turns)
-    triplet = dataclasses.replace(triplet, eval_every=0)
     trainer = TripletTrainer(agent, train_data, eval_data=None, config=triplet, run_dir=run_dir)
     result = trainer.train(resume=True)
     logger.info("trained agent %s: %d steps in %.1f s", name, result.step, result.seconds)
