@@ -10,7 +10,7 @@ checkpoints store the optimizer state and the torch random state, so a run
 resumed from its last checkpoint takes the same steps as an uninterrupted
 one. TensorBoard scalars (``train/loss``, ``train/lr``, ``val/loss``,
 ``val/bleu4``, ``val/rouge_l``, ``val/cider``, ``val/attribute_accuracy``,
-``val/attribute_claims``) share one global step, the count of optimizer
+``val/attribute_claims`` and their per-kind variants) share one global step, the count of optimizer
 steps, across resumed runs.
 """
 
@@ -466,17 +466,23 @@ def evaluate_captioner(
     Returns ``loss`` (teacher-forced cross-entropy on each pair's first
     reference), ``bleu4``, ``rouge_l`` and ``cider`` (0-100) of the decoded
     captions against all references. When ``catalog`` is given it adds
-    ``attribute_accuracy`` (0-100, NaN when no caption names an attribute)
-    and ``attribute_claims``, the number of checked attribute claims behind it.
+    ``attribute_accuracy``: the share (0-100, NaN when no claim could be
+    checked) of attribute claims that are true of the target. Claims are
+    value words, comparatives against the reference item and negations.
+    ``attribute_claims`` is the number of checked claims behind it. Per kind
+    of claim (``direct``, ``comparative``, ``negated``) the same two figures
+    are ``attribute_accuracy_<kind>`` and ``attribute_claims_<kind>``.
     """
     captions = generate_captions(model, vocabulary, features, validation.reference, validation.target, decoding)
     metrics = {"loss": validation_loss(model, vocabulary, features, validation)}
     metrics.update(caption_scores(captions, validation.references))
     if catalog is not None:
-        accuracy = attribute_accuracy(catalog, captions, validation.target)
+        accuracy = attribute_accuracy(catalog, captions, validation.target, reference=validation.reference)
         metrics["attribute_accuracy"] = 100.0 * accuracy.accuracy
-        # Beam captions are mostly comparatives, so the accuracy may rest on a handful of claims.
         metrics["attribute_claims"] = float(accuracy.checked)
+        for kind, counts in accuracy.by_kind().items():
+            metrics[f"attribute_accuracy_{kind}"] = 100.0 * counts.accuracy
+            metrics[f"attribute_claims_{kind}"] = float(counts.checked)
     return metrics
 
 
