@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -42,7 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from fiq_env.errors import ConfigError
-from fiq_env.text import Vocabulary
+from fiq_env.text import UNK_ID, Vocabulary, tokenize
 
 OBSERVATION_KEYS = ("tokens", "features", "attributes", "turn")
 
@@ -64,17 +64,46 @@ class RetrieverConfig:
     num_attributes: int = field(default=0, metadata={"help": "size A of the attribute vocabulary (0: no attributes)"})
     max_turns: int = field(default=5, metadata={"help": "turns T of dialog history in the observation"})
     caption_length: int = field(default=8, metadata={"help": "tokens L per caption"})
-    top_n: int = field(default=8, metadata={"help": "top attributes N per shown image"})
+    top_n: int = field(default=8, metadata={"help": "top attributes N per shown image (0: no attribute labels)"})
+    attribute_word_ids: list[list[int]] | None = field(
+        default=None,
+        metadata={
+            "help": "caption token ids of each attribute's name, one list per attribute "
+            "(see attribute_word_ids()); None when unknown"
+        },
+    )
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"tiny": {}, "cpu": {}, "paper": {}}
 
     def __post_init__(self) -> None:
-        for name in ("feature_dim", "vocab_size", "max_turns", "caption_length", "top_n"):
+        for name in ("feature_dim", "vocab_size", "max_turns", "caption_length"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{type(self).__name__}.{name} must be a positive integer, got {value!r}")
-        if self.num_attributes < 0:
-            raise ConfigError(f"{type(self).__name__}.num_attributes must be 0 or more, got {self.num_attributes}")
+        # A catalog without attribute labels has no attributes and 0 top attributes per image.
+        for name in ("num_attributes", "top_n"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{type(self).__name__}.{name} must be 0 or a positive integer, got {value!r}")
+        if self.attribute_word_ids is not None:
+            self.attribute_word_ids = self._checked_attribute_word_ids(self.attribute_word_ids)
+
+    def _checked_attribute_word_ids(self, rows: Any) -> list[list[int]]:
+        """Return ``rows`` as a list of lists of ints after checking its length and token ids."""
+        name = f"{type(self).__name__}.attribute_word_ids"
+        rows = [[int(token) for token in row] for row in rows]
+        if len(rows) != self.num_attributes:
+            raise ConfigError(
+                f"{name} has {len(rows)} rows but num_attributes is {self.num_attributes}; "
+                "build it from the same attribute names with agents.base.attribute_word_ids()"
+            )
+        for index, row in enumerate(rows):
+            if not row or min(row) < 0 or max(row) >= self.vocab_size:
+                raise ConfigError(
+                    f"{name}[{index}] = {row} must be a non-empty list of token ids below vocab_size={self.vocab_size}; "
+                    "build it with the simulator's vocabulary"
+                )
+        return rows
 
     @classmethod
     def from_preset(cls: type[ConfigT], preset: str = "cpu", **overrides: Any) -> ConfigT:
@@ -100,10 +129,27 @@ class RetrieverConfig:
         return cls(**dict(data))
 
 
+def attribute_word_ids(attribute_names: Sequence[str], vocabulary: Vocabulary) -> list[list[int]]:
+    """Return the caption token ids of each attribute name, tokenized like captions.
+
+    ``"short sleeves"`` becomes the ids of ``short`` and ``sleeves``. A word
+    the vocabulary lacks becomes ``<unk>``, and a name without words becomes
+    ``[<unk>]``, so every row has at least one id.
+    """
+    rows = []
+    for name in attribute_names:
+        ids = [vocabulary.id_of(word) for word in tokenize(name)]
+        rows.append(ids or [UNK_ID])
+    return rows
+
+
 def observation_sizes(
     features: Any, vocabulary: Vocabulary, max_turns: int = 5, caption_length: int = 8
-) -> dict[str, int]:
+) -> dict[str, Any]:
     """Return the size fields of :class:`RetrieverConfig` for a catalog's features and a vocabulary.
+
+    ``attribute_word_ids`` is included, so the attribute-aware transformer can
+    embed attributes with the caption word embeddings.
 
     Args:
         features: a :class:`fiq_env.features.CatalogFeatures`.
@@ -118,6 +164,7 @@ def observation_sizes(
         "max_turns": int(max_turns),
         "caption_length": int(caption_length),
         "top_n": int(features.top_n),
+        "attribute_word_ids": attribute_word_ids(features.attribute_names, vocabulary),
     }
 
 

@@ -31,7 +31,6 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 import torch
-import torch.nn.functional as F
 from gymnasium import spaces
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import VecEnv
@@ -150,10 +149,7 @@ class DialogFeaturesExtractor(BaseFeaturesExtractor):
 
     def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
         obs = _decode_observation(observations, self.retriever.config.max_turns)
-        pooled = self.retriever.history_encoder(obs)  # (batch, hidden)
-        query = self.retriever.query_head(pooled)
-        if self.retriever.config.normalize_query:
-            query = F.normalize(query, dim=-1)
+        pooled, query = self.retriever.encode(obs)  # (batch, hidden), (batch, dim)
         scores = torch.einsum("bkd,bd->bk", observations["candidates"].float(), query)  # (batch, K)
         return torch.cat([pooled, scores], dim=1)
 

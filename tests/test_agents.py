@@ -10,10 +10,11 @@ import torch
 
 import agents
 from agent_helpers import agent_sizes, make_data, one_torch_thread  # noqa: F401 (autouse fixture)
-from agents.base import Retriever, RetrieverConfig, turn_mask
+from agents.base import Retriever, RetrieverConfig, attribute_word_ids, observation_sizes, turn_mask
 from agents.rollout import DialogBatch, run_dialogs
 from agents.transformer import TransformerConfig, TransformerRetriever
 from fiq_env.errors import CheckpointError, ConfigError, UnknownNameError
+from fiq_env.text import UNK_ID, Vocabulary
 
 DATA = make_data(num_items=40)
 SIZES = agent_sizes(DATA)
@@ -125,12 +126,134 @@ def test_register_new_agent() -> None:
         ({"hidden_size": 8}, "no field"),
         ({"hidden_dim": 30, "num_heads": 4}, "divisible"),
         ({"use_attributes": True, "num_attributes": 0}, "num_attributes"),
+        ({"turn_position": "sinusoidal"}, "turn_position must be one of"),
+        ({"pooling": "max"}, "pooling must be one of"),
         ({"feature_dim": 0}, "positive integer"),
     ],
 )
 def test_bad_config(overrides: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         TransformerRetriever(**{**SIZES, **overrides})
+
+
+@pytest.mark.parametrize("name", [name for name in agents.names() if name != "transformer_attr"])
+def test_catalog_without_attributes(name: str) -> None:
+    torch.manual_seed(0)
+    agent = agents.make(name, preset="tiny", **{**SIZES, "num_attributes": 0, "top_n": 0}).eval()
+    obs = random_observation(2, turn=2)
+    obs["attributes"] = torch.zeros(2, SIZES["max_turns"], 0, dtype=torch.long)
+    query = agent(obs)
+    assert query.shape == (2, SIZES["feature_dim"])
+    assert torch.isfinite(query).all()
+
+
+@pytest.mark.parametrize("overrides", [{"top_n": 0}, {"num_attributes": 0}])
+def test_attr_variant_needs_attributes(overrides: dict) -> None:
+    with pytest.raises(ConfigError, match="use_attributes=False"):
+        agents.make("transformer_attr", preset="tiny", **{**SIZES, **overrides})
+
+
+@pytest.mark.parametrize(("field", "value"), [("top_n", -1), ("num_attributes", -2), ("top_n", 1.5)])
+def test_negative_attribute_sizes_rejected(field: str, value) -> None:
+    with pytest.raises(ConfigError, match=f"{field} must be 0 or a positive integer"):
+        RetrieverConfig(**{**SIZES, field: value})
+
+
+def test_attribute_word_ids_tokenize_names() -> None:
+    vocabulary = Vocabulary(["<pad>", "<bos>", "<eos>", "<unk>", "short", "sleeves", "v-neck"])
+    rows = attribute_word_ids(["short sleeves", "V-neck", "polka dot", "!"], vocabulary)
+    assert rows[0] == [4, 5]
+    assert rows[1] == [6]
+    assert rows[2] == [UNK_ID, UNK_ID]
+    assert rows[3] == [UNK_ID]
+
+
+def test_observation_sizes_include_attribute_words() -> None:
+    sizes = observation_sizes(DATA.features, DATA.vocabulary)
+    assert len(sizes["attribute_word_ids"]) == sizes["num_attributes"]
+    assert TransformerConfig(**sizes).attribute_word_ids == sizes["attribute_word_ids"]
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [([[4]], "has 1 rows but num_attributes is 12"), ([[4]] * 11 + [[]], r"\[11\] = \[\] must be"), ([[999]] * 12, "below vocab_size")],
+)
+def test_bad_attribute_word_ids(rows: list, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        RetrieverConfig(**{**SIZES, "attribute_word_ids": rows})
+
+
+def attribute_words_agent() -> TransformerRetriever:
+    """Return a transformer_attr whose attribute a is named by caption token 4 + a, except the last (two words)."""
+    rows = [[4 + a] for a in range(SIZES["num_attributes"] - 1)] + [[4, 5]]
+    torch.manual_seed(0)
+    return agents.make("transformer_attr", preset="tiny", **SIZES, attribute_word_ids=rows).eval()
+
+
+def test_attributes_share_word_embeddings() -> None:
+    encoder = attribute_words_agent().history_encoder
+    words = encoder.word_embedding.weight
+    vectors = encoder.attribute_vectors(torch.tensor([0, 1, 2, SIZES["num_attributes"]]))
+    assert torch.equal(vectors[0], torch.zeros_like(vectors[0]))
+    assert torch.allclose(vectors[1], words[4])
+    assert torch.allclose(vectors[2], words[5])
+    assert torch.allclose(vectors[3], (words[4] + words[5]) / 2)
+    assert not hasattr(encoder, "attribute_embedding")
+
+
+def test_attribute_words_round_trip(tmp_path) -> None:
+    agent = attribute_words_agent()
+    agent.save(tmp_path / "agent")
+    loaded = agents.load(tmp_path / "agent").eval()
+    obs = random_observation(3, turn=4)
+    assert loaded.config.attribute_word_ids == agent.config.attribute_word_ids
+    with torch.no_grad():
+        assert torch.equal(agent(obs), loaded(obs))
+
+
+def test_recency_positions_count_back_from_latest() -> None:
+    encoder = make_agent("transformer").history_encoder
+    positions = encoder.turn_positions(torch.tensor([1, 3, 5]), 5)
+    assert positions[:, :1].tolist() == [[0], [2], [4]]
+    assert positions[1, :3].tolist() == [2, 1, 0]
+    assert positions[2].tolist() == [4, 3, 2, 1, 0]
+
+
+def test_old_config_keeps_absolute_positions() -> None:
+    saved = TransformerConfig(**SIZES).to_dict()
+    del saved["turn_position"], saved["pooling"]
+    loaded = TransformerConfig.from_dict(saved)
+    assert loaded.turn_position == "absolute"
+    assert loaded.pooling == "mean"
+
+
+def test_absolute_positions_are_turn_indices() -> None:
+    torch.manual_seed(0)
+    agent = agents.make("transformer", preset="tiny", turn_position="absolute", **SIZES)
+    positions = agent.history_encoder.turn_positions(torch.tensor([1, 3]), 5)
+    assert positions.tolist() == [[0, 1, 2, 3, 4], [0, 1, 2, 3, 4]]
+
+
+@pytest.mark.parametrize("pooling", ["query_token", "mean"])
+def test_residual_query_starts_from_latest_image(pooling: str) -> None:
+    agent = agents.make("transformer", preset="tiny", pooling=pooling, residual_query=True, **SIZES).eval()
+    torch.nn.init.zeros_(agent.query_head.weight)
+    obs = random_observation(2, turn=3)
+    with torch.no_grad():
+        assert torch.allclose(agent(obs), obs["features"][:, 2], atol=1e-6)
+
+
+@pytest.mark.parametrize("pooling", ["query_token", "mean"])
+def test_turn_order_changes_query(pooling: str) -> None:
+    # The same two turns in the other order must give another query.
+    torch.manual_seed(0)
+    agent = agents.make("transformer", preset="tiny", pooling=pooling, **SIZES).eval()
+    obs = random_observation(1, turn=2)
+    swapped = {key: value.clone() for key, value in obs.items()}
+    for key in ("tokens", "features", "attributes"):
+        swapped[key][:, [0, 1]] = obs[key][:, [1, 0]]
+    with torch.no_grad():
+        assert not torch.allclose(agent(obs), agent(swapped), atol=1e-5)
 
 
 def test_wrong_history_shape() -> None:
