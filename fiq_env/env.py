@@ -161,18 +161,11 @@ class FashionDialogEnv(gym.Env):
         check_render_mode(render_mode)
         self.render_mode = render_mode
 
-        self.catalog = resolve_catalog(catalog, category, catalog_kwargs, self.config)
-        self.catalog_features = resolve_features(self.catalog, features)
-        self.simulator = resolve_simulator(simulator, self.catalog, self.catalog_features, simulator_kwargs)
-        tables = SplitTables.build(self.catalog, self.catalog_features, self.config.split)
-        self._core = DialogCore(
-            tables,
-            self.simulator,
-            self.config,
-            batch_size=1,
-            candidate_policy=candidate_policy,
-            record_history=render_mode is not None,
+        parts = build_dialog_parts(
+            self.config, catalog, category, features, simulator, catalog_kwargs, simulator_kwargs,
+            batch_size=1, candidate_policy=candidate_policy, record_history=render_mode is not None,
         )
+        self.catalog, self.catalog_features, self.simulator, tables, self._core = parts
 
         self.observation_space = observation_space(self.config, tables, self._core.vocabulary_size)
         self.action_space = action_space(self.config, tables)
@@ -238,6 +231,37 @@ class FashionDialogEnv(gym.Env):
         single = {key: value[0] for key, value in observation.items()}
         single["turn"] = np.int64(single["turn"])
         return single
+
+
+def build_dialog_parts(
+    config: EnvConfig,
+    catalog: Catalog | str,
+    category: str | None,
+    features: CatalogFeatures | None,
+    simulator: UserSimulator | str,
+    catalog_kwargs: dict[str, Any] | None,
+    simulator_kwargs: dict[str, Any] | None,
+    batch_size: int,
+    candidate_policy: CandidatePolicy | None,
+    record_history: bool,
+) -> tuple[Catalog, CatalogFeatures, UserSimulator, SplitTables, DialogCore]:
+    """Resolve the catalog, features and simulator and build the dialog core of ``batch_size`` rows.
+
+    Shared by the single and the vector environment, so both set themselves up the same way.
+    """
+    resolved_catalog = resolve_catalog(catalog, category, catalog_kwargs, config)
+    resolved_features = resolve_features(resolved_catalog, features)
+    resolved_simulator = resolve_simulator(simulator, resolved_catalog, resolved_features, simulator_kwargs)
+    tables = SplitTables.build(resolved_catalog, resolved_features, config.split)
+    core = DialogCore(
+        tables,
+        resolved_simulator,
+        config,
+        batch_size=batch_size,
+        candidate_policy=candidate_policy,
+        record_history=record_history,
+    )
+    return resolved_catalog, resolved_features, resolved_simulator, tables, core
 
 
 def build_config(config: EnvConfig | None, **overrides: Any) -> EnvConfig:

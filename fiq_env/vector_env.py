@@ -41,9 +41,9 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from fiq_env.catalog import Catalog
-from fiq_env.dialog import CandidatePolicy, DialogCore, SplitTables, action_space, observation_space
-from fiq_env.env import RENDER_MODES, build_config, check_render_mode
-from fiq_env.env_config import EnvConfig, resolve_catalog, resolve_features, resolve_simulator
+from fiq_env.dialog import CandidatePolicy, action_space, observation_space
+from fiq_env.env import RENDER_MODES, build_config, build_dialog_parts, check_render_mode
+from fiq_env.env_config import EnvConfig
 from fiq_env.errors import ConfigError, EnvUsageError
 from fiq_env.features import CatalogFeatures
 from fiq_env.protocols import UserSimulator
@@ -106,18 +106,11 @@ class FashionDialogVectorEnv(VectorEnv):
         self.num_envs = num_envs
         self.metadata = dict(type(self).metadata)
 
-        self.catalog = resolve_catalog(catalog, category, catalog_kwargs, self.config)
-        self.catalog_features = resolve_features(self.catalog, features)
-        self.simulator = resolve_simulator(simulator, self.catalog, self.catalog_features, simulator_kwargs)
-        tables = SplitTables.build(self.catalog, self.catalog_features, self.config.split)
-        self._core = DialogCore(
-            tables,
-            self.simulator,
-            self.config,
-            batch_size=num_envs,
-            candidate_policy=candidate_policy,
-            record_history=render_mode is not None,
+        parts = build_dialog_parts(
+            self.config, catalog, category, features, simulator, catalog_kwargs, simulator_kwargs,
+            batch_size=num_envs, candidate_policy=candidate_policy, record_history=render_mode is not None,
         )
+        self.catalog, self.catalog_features, self.simulator, tables, self._core = parts
 
         self.single_observation_space = observation_space(self.config, tables, self._core.vocabulary_size)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
