@@ -27,9 +27,9 @@ class BenchConfig:
     num_items: int = field(default=1500, metadata={"help": "items per synthetic catalog"})
     simulator: str = field(default="transformer", metadata={"help": "simulator that scores the agents: template, transformer, rnn or replay"})
     # Training against the rule-based simulator keeps the default run within
-    # its time budget (a learned captioner in the training loop writes
-    # hundreds of thousands of captions), and scoring with the learned
-    # captioner means no agent is scored by the simulator it trained with.
+    # its time budget, because a learned captioner in the training loop would
+    # write hundreds of thousands of captions. Scoring with the learned
+    # captioner also means no agent is scored by the simulator it trained with.
     train_simulator: str | None = field(
         default="template",
         metadata={"help": "simulator the agents are trained against; 'same' uses the scoring simulator"},
@@ -60,7 +60,7 @@ class BenchConfig:
         if self.decoding not in ("beam", "greedy"):
             raise ConfigError(f"decoding must be 'beam' or 'greedy', got {self.decoding!r}")
         if self.catalog in ("fashion_iq", "image_folder") and not self.root:
-            raise ConfigError(f"catalog {self.catalog!r} needs --root, the folder that holds its data")
+            raise ConfigError(f"catalog {self.catalog!r} needs --root, the folder that contains its data")
 
     @property
     def training_simulator(self) -> str:

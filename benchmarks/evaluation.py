@@ -22,7 +22,7 @@ class EpisodeRanks:
     Attributes:
         ranks: ``(episodes, turns)`` 0-based target rank under each turn's
             query; rank 0 after the target was shown.
-        env_steps: agent queries answered (dialogs still running at each turn).
+        env_steps: agent queries processed (dialogs still running at each turn).
         seconds: wall-clock seconds of the episodes.
     """
 

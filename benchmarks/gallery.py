@@ -1,4 +1,4 @@
-"""A catalog view whose one split holds every item, for ranking over the whole catalog."""
+"""A catalog view whose one split contains every item, for ranking over the whole catalog."""
 
 from __future__ import annotations
 

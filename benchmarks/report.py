@@ -17,7 +17,7 @@ METRICS = ("percentile", "recall@10", "recall@50")
 
 
 def summarize_ranks(ranks: np.ndarray, gallery_size: int) -> dict:
-    """Return per-turn metrics (0-100, as in the paper's tables) with 95% confidence intervals.
+    """Return per-turn metrics (0-100, as in the Fashion IQ paper's tables) with 95% confidence intervals.
 
     Args:
         ranks: ``(episodes, turns)`` 0-based target ranks. An episode that
@@ -59,7 +59,7 @@ def _cell(summary: Mapping, metric: str, turn: int) -> str:
 
 
 def markdown_table(results_by_category: Mapping[str, dict], turns: Sequence[int] = (1, 5)) -> str:
-    """Render the paper's Table 3 shape: per category and agent, P, R@10 and R@50 at the given turns.
+    """Render the shape of Table 3 of Fashion IQ (Wu et al., CVPR 2021): per category and agent, P, R@10 and R@50 at the given turns.
 
     Cells read ``mean ± half-width of the 95% confidence interval``.
     """

@@ -2,9 +2,9 @@
 
 Such a policy chooses one of the K unseen items nearest to a supervised
 retriever's query. It is scored on the same start pairs as every other agent,
-in the ``topk`` vector environment, where the target's rank is taken under the
-chosen candidate's features: exactly the rank a query equal to those features
-gets in ``query`` mode.
+in the ``topk`` vector environment. There the target's rank is taken under the
+chosen candidate's features, which is the rank a query equal to those
+features gets in ``query`` mode.
 """
 
 from __future__ import annotations

@@ -177,7 +177,7 @@ def restore_optimizer(checkpoint: CaptionerCheckpoint, optimizer: torch.optim.Op
     """Load the optimizer state saved in ``checkpoint`` into ``optimizer``."""
     saved = checkpoint.info.get("optimizer")
     if saved is None:
-        raise CheckpointError(f"{checkpoint.path} holds no optimizer state, so training cannot resume from it")
+        raise CheckpointError(f"{checkpoint.path} contains no optimizer state, so training cannot resume from it; start a new run folder")
     state: dict[int, dict[str, Any]] = {}
     for key, value in saved["scalars"].items():
         param, name = key.split("/", 1)

@@ -586,7 +586,7 @@ def load_or_train_captioner(
     if checkpoint is not None:
         loaded = load_checkpoint(checkpoint, device)
         if loaded.info.get("model") != model_name:
-            raise CheckpointError(f"{loaded.path} holds a {loaded.info.get('model')!r} captioner, not {model_name!r}")
+            raise CheckpointError(f"{loaded.path} contains a {loaded.info.get('model')!r} captioner, not {model_name!r}; pass a {model_name} checkpoint")
         _check_features(loaded, features, catalog)
         return LearnedCaptioner(catalog, features, loaded.model, loaded.vocabulary, decoding,
                                 metadata={"checkpoint": str(loaded.path), "step": loaded.step})

@@ -32,7 +32,7 @@ class AttributeGroup:
         more: comparative for a higher level ("longer"), ordered groups only.
         less: comparative for a lower level ("shorter"), ordered groups only.
         noun: what the comparative qualifies ("sleeves" in "longer sleeves");
-            empty when the comparative stands alone ("darker").
+            empty when the comparative is used alone ("darker").
         absent: a value that means the property is absent ("no belt"); it is
             not exported as an attribute word.
         verb: how a caption states a value: "is" ("is red") or "has"
