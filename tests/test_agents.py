@@ -227,6 +227,44 @@ def test_old_config_keeps_absolute_positions() -> None:
     assert loaded.pooling == "mean"
 
 
+def test_old_config_keeps_attribute_tokens() -> None:
+    saved = TransformerConfig(**SIZES, use_attributes=True).to_dict()
+    del saved["attribute_fusion"]
+    assert TransformerConfig.from_dict(saved).attribute_fusion == "tokens"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"pooling": "mean", "turn_position": "absolute"},
+        {"use_attributes": True},
+        {"use_attributes": True, "attribute_fusion": "tokens", "pooling": "mean"},
+    ],
+)
+def test_mixed_turn_batch_matches_full_history(overrides: dict) -> None:
+    # A batch mixing turns is encoded per turn group over the turns reached; the result
+    # must equal encoding every dialog over the whole padded history, and each dialog alone.
+    torch.manual_seed(0)
+    agent = agents.make("transformer", preset="tiny", **SIZES, **overrides).eval()
+    obs = random_observation(6, turn=1, seed=3)
+    obs["turn"] = torch.tensor([3, 1, 5, 3, 2, 5])
+    encoder = agent.history_encoder
+    with torch.no_grad():
+        grouped = encoder(obs)
+        padded = encoder._encode(obs, SIZES["max_turns"], obs["turn"])
+        alone = torch.cat([encoder({key: value[i : i + 1] for key, value in obs.items()}) for i in range(6)])
+    assert torch.allclose(grouped, padded, atol=1e-5)
+    assert torch.allclose(grouped, alone, atol=1e-5)
+
+
+@pytest.mark.parametrize(("fusion", "extra_tokens"), [("image", 0), ("tokens", SIZES["top_n"])])
+def test_attribute_fusion_sets_sequence_length(fusion: str, extra_tokens: int) -> None:
+    torch.manual_seed(0)
+    agent = agents.make("transformer_attr", preset="tiny", attribute_fusion=fusion, **SIZES)
+    assert agent.history_encoder.tokens_per_turn() == SIZES["caption_length"] + 1 + extra_tokens
+
+
 def test_absolute_positions_are_turn_indices() -> None:
     torch.manual_seed(0)
     agent = agents.make("transformer", preset="tiny", turn_position="absolute", **SIZES)
