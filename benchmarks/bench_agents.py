@@ -1,8 +1,9 @@
 """Retriever quality and training time on the synthetic catalog; prints Markdown tables.
 
 Trains ``transformer``, ``transformer_attr`` and ``rnn`` with the triplet loss
-against the simulator on the train split. Evaluates every agent on the same
-fixed (target, first image) pairs of the val split over 5-turn dialogs. Then
+against the simulator on the train split, once per training seed. Evaluates
+every agent on the same fixed (target, first image) pairs of the val split
+over 5-turn dialogs, and compares the learned agents over the seeds. Then
 fine-tunes the transformer with PPO on the ``topk`` environment and compares
 the PPO policy with two fixed choices: always the supervised retriever's first
 candidate, and a uniformly random candidate.
@@ -38,10 +39,13 @@ class AgentBenchConfig:
     category: str = field(default="dress", metadata={"help": "synthetic garment category"})
     num_items: int = field(default=1500, metadata={"help": "items of the synthetic catalog"})
     simulator: str = field(default="template", metadata={"help": "user simulator for training and evaluation"})
-    episodes: int = field(default=300, metadata={"help": "evaluation dialogs (fixed val start pairs)"})
+    episodes: int = field(default=1000, metadata={"help": "evaluation dialogs (fixed val start pairs)"})
     steps: int = field(default=300, metadata={"help": "triplet training steps per agent (the cpu preset's value)"})
     ppo_timesteps: int = field(default=4096, metadata={"help": "PPO environment steps"})
-    seed: int = field(default=0, metadata={"help": "seed of catalog, start pairs, training and captions"})
+    seed: int = field(default=0, metadata={"help": "seed of catalog, start pairs, captions and the first training run"})
+    training_seeds: int = field(
+        default=3, metadata={"help": "training runs per learned agent, with seeds seed, seed + 1, ..."}
+    )
     output_dir: str = field(default="runs/bench_agents", metadata={"help": "folder for trained agents and PPO runs"})
 
 
@@ -52,13 +56,15 @@ def _mean_recall(ranks: np.ndarray, k: int = 10) -> tuple[float, float, float]:
     return mean_confidence_interval(per_episode)
 
 
-def _train(name: str, config: AgentBenchConfig, train_data: Any, sizes: dict[str, int]) -> tuple[Any, float]:
-    """Train ``name`` (or reuse a finished run) and return the agent and its training seconds."""
+def _train(
+    name: str, config: AgentBenchConfig, train_data: Any, sizes: dict[str, int], seed: int
+) -> tuple[Any, float]:
+    """Train ``name`` with ``seed`` (or reuse a finished run) and return the agent and its training seconds."""
     import agents
     from agents.triplet import TripletConfig, TripletTrainer
     from fiq_env.io import read_json, write_json
 
-    run_dir = Path(config.output_dir) / name
+    run_dir = _run_dir(config, name, seed)
     timing_file = run_dir / "timing.json"
     if timing_file.is_file() and (run_dir / "agent").is_dir():
         agent = agents.load(run_dir / "agent")
@@ -66,23 +72,31 @@ def _train(name: str, config: AgentBenchConfig, train_data: Any, sizes: dict[str
             return agent, float(read_json(timing_file)["seconds"])
         logger.info("the saved %s does not fit the current features or vocabulary; training it again", name)
 
-    torch.manual_seed(config.seed)
+    torch.manual_seed(seed)
     agent = agents.make(name, preset="cpu", **sizes)
-    trainer_config = TripletConfig.from_preset("cpu", steps=config.steps, eval_every=0, seed=config.seed)
+    trainer_config = TripletConfig.from_preset("cpu", steps=config.steps, eval_every=0, seed=seed)
     result = TripletTrainer(agent, train_data, None, trainer_config, run_dir=run_dir).train(resume=False)
     write_json(timing_file, {"seconds": result.seconds, "steps": result.step})
     return agent, result.seconds
 
 
-def train_agents(config: AgentBenchConfig, names: tuple[str, ...] = TRAINED_AGENTS) -> dict[str, float]:
-    """Train ``names`` (or reuse finished runs) and return their training seconds."""
+def _run_dir(config: AgentBenchConfig, name: str, seed: int) -> Path:
+    return Path(config.output_dir) / name / f"seed_{seed}"
+
+
+def _seeds(config: AgentBenchConfig) -> list[int]:
+    return [config.seed + offset for offset in range(config.training_seeds)]
+
+
+def train_agents(config: AgentBenchConfig, names: tuple[str, ...] = TRAINED_AGENTS) -> dict[str, list[float]]:
+    """Train ``names`` once per training seed (or reuse finished runs) and return their training seconds."""
     catalog, features, simulator = _components(config)
     from agents.base import observation_sizes
     from agents.rollout import DialogData
 
     train_data = DialogData(catalog, features, simulator, "train")
     sizes = observation_sizes(features, simulator.vocabulary)
-    return {name: _train(name, config, train_data, sizes)[1] for name in names}
+    return {name: [_train(name, config, train_data, sizes, seed)[1] for seed in _seeds(config)] for name in names}
 
 
 def _components(config: AgentBenchConfig) -> tuple[Any, Any, Any]:
@@ -110,22 +124,24 @@ def run(config: AgentBenchConfig) -> str:
     targets, initial = val_data.sample_start_pairs(config.episodes, np.random.default_rng([config.seed, 2]))
 
     # Query mode: every agent on the same start pairs and the same caption seed.
-    rows, ranks_of, seconds_of = [], {}, {}
+    rows, per_seed = [], {}
     for name in (*TRAINED_AGENTS, *BASELINES):
-        if name in TRAINED_AGENTS:
-            agent, seconds_of[name] = _train(name, config, train_data, sizes)
-        else:
-            agent = agents.make(name, seed=config.seed, **sizes) if name == "random" else agents.make(name, **sizes)
-        metrics = evaluate(agent, val_data, targets, initial, seed=config.seed)
-        ranks_of[name] = metrics["ranks"]
-        mean, low, high = _mean_recall(metrics["ranks"])
-        recalls = " | ".join(f"{value:.1f}" for value in metrics["recall@10"])
-        train_time = f"{seconds_of[name]:.0f}" if name in seconds_of else "-"
-        rows.append(
-            f"| {name} | {train_time} | {recalls} | {mean:.1f} [{low:.1f}, {high:.1f}] | "
-            f"{metrics['percentile'][0]:.1f} | {metrics['percentile'][-1]:.1f} |"
-        )
-        logger.info("%s: recall@10 per turn %s", name, recalls)
+        for seed in _seeds(config) if name in TRAINED_AGENTS else [None]:
+            if seed is not None:
+                agent, seconds = _train(name, config, train_data, sizes, seed)
+                label, train_time = f"{name} (seed {seed})", f"{seconds:.0f}"
+            else:
+                agent = agents.make(name, seed=config.seed, **sizes) if name == "random" else agents.make(name, **sizes)
+                label, train_time = name, "-"
+            metrics = evaluate(agent, val_data, targets, initial, seed=config.seed)
+            mean, low, high = _mean_recall(metrics["ranks"])
+            per_seed.setdefault(name, []).append(mean)
+            recalls = " | ".join(f"{value:.1f}" for value in metrics["recall@10"])
+            rows.append(
+                f"| {label} | {train_time} | {recalls} | {mean:.1f} [{low:.1f}, {high:.1f}] | "
+                f"{metrics['percentile'][0]:.1f} | {metrics['percentile'][-1]:.1f} |"
+            )
+            logger.info("%s: recall@10 per turn %s", label, recalls)
 
     lines = [
         f"Val split of a {config.num_items}-item synthetic {config.category} catalog ({val_data.gallery.size} val items), "
@@ -135,10 +151,19 @@ def run(config: AgentBenchConfig) -> str:
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         *rows,
         "",
+        f"Mean R@10 over the {config.training_seeds} training seeds (the spread is the sample standard deviation "
+        "over seeds):",
+        "",
+        "| agent | mean R@10 per seed | mean over seeds | spread |",
+        "| --- | --- | --- | --- |",
     ]
+    for name, means in per_seed.items():
+        spread = f"{np.std(means, ddof=1):.1f}" if len(means) > 1 else "-"
+        lines.append(f"| {name} | {', '.join(f'{m:.1f}' for m in means)} | {np.mean(means):.1f} | {spread} |")
+    lines.append("")
 
     # PPO on the topk env over the trained transformer.
-    retriever_path = Path(config.output_dir) / "transformer" / "agent"
+    retriever_path = _run_dir(config, "transformer", config.seed) / "agent"
     ppo_config = PPOConfig.from_preset("cpu", total_timesteps=config.ppo_timesteps, seed=config.seed)
     started = time.perf_counter()
     model, ppo_seconds = train_ppo(
@@ -192,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     config = AgentBenchConfig(**args)
     if train_only is not None:
         seconds = train_agents(config, (train_only,))[train_only]
-        print(f"| {train_only} | {config.steps} steps | {seconds:.0f} s |")
+        print(f"| {train_only} | {config.steps} steps | {', '.join(f'{value:.0f} s' for value in seconds)} |")
         return 0
     print(run(config))
     return 0
