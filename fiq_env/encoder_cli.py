@@ -16,6 +16,7 @@ import dataclasses
 import logging
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from fiq_env.catalog import Catalog, make_catalog
@@ -54,7 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--root", default=None, help="data set folder (fashion_iq and image_folder)")
     parser.add_argument("--image-dir", default=None, help="folder of <ASIN>.jpg images (fashion_iq)")
     parser.add_argument("--preset", default="cpu", choices=sorted(EncoderConfig.PRESETS), help="encoder preset")
-    parser.add_argument("--cache-dir", default=None, help="feature cache folder (default: $FIQ_CACHE_DIR/encoders)")
+    parser.add_argument(
+        "--cache-dir",
+        default=None,
+        help="cache root, as for fiq-bench, with features under its encoders/ folder "
+        "(default: $FIQ_CACHE_DIR or ~/.cache/fiq_env)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("--log-level", default="INFO", help="logging level (DEBUG, INFO, WARNING)")
     _add_config_flags(parser)
@@ -99,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         config = EncoderConfig.preset(args.preset, **overrides)
         catalog: Catalog = make_catalog(args.catalog, **_catalog_arguments(args, parser))
         start = time.perf_counter()
-        result = build_catalog_features(catalog, config, args.cache_dir, progress=not args.no_progress)
+        encoders_dir = Path(args.cache_dir) / "encoders" if args.cache_dir else None
+        result = build_catalog_features(catalog, config, encoders_dir, progress=not args.no_progress)
     except FiqError as error:
         print(f"fiq-train-encoder: error: {error}", file=sys.stderr)
         return 1

@@ -28,6 +28,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file as load_numpy_file
 from safetensors.numpy import save_file as save_numpy_file
 
-from fiq_env.io import cache_root, read_json, write_json
+from fiq_env.io import cache_root, read_json, umask_mode, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,9 @@ ARRAYS_FILE = "arrays.safetensors"
 WEIGHTS_FILE = "encoder.safetensors"
 METADATA_FILE = "metadata.json"
 COMPLETE_MARKER = "COMPLETE"
+
+STALE_STAGING_SECONDS = 3600
+"""Age after which a leftover staging folder counts as abandoned, because a live write needs seconds."""
 
 _UNSAFE_NAME_CHARACTERS = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -152,15 +156,34 @@ class FeatureCache:
         finished the same entry first, its copy is kept and ours discarded.
         """
         self.root.mkdir(parents=True, exist_ok=True)
+        self._remove_stale_staging()
         final_path = self.entry_path(name)
         staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=self.root))
         try:
+            os.chmod(staging, umask_mode(0o777))
             self._write_files(staging, features, attribute_scores, metadata, weights)
+            for file_path in staging.iterdir():  # safetensors writes its files 0600
+                os.chmod(file_path, umask_mode(0o666))
             self._publish(staging, final_path)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return final_path
+
+    def _remove_stale_staging(self) -> None:
+        """Delete staging folders of writes that were killed (older than ``STALE_STAGING_SECONDS``).
+
+        A write fills its staging folder within seconds of creating it, so an
+        old one belongs to a process that died before publishing.
+        """
+        cutoff = time.time() - STALE_STAGING_SECONDS
+        for path in self.root.glob(".*.tmp"):
+            try:
+                if path.is_dir() and path.stat().st_mtime < cutoff:
+                    shutil.rmtree(path)
+                    logger.info("removed the staging folder %s of an interrupted cache write", path)
+            except OSError as error:  # another process removed or published it in the meantime
+                logger.debug("could not remove staging folder %s: %s", path, error)
 
     # -- loading -------------------------------------------------------------------------------
 

@@ -26,6 +26,18 @@ def cache_root() -> Path:
     return root
 
 
+def umask_mode(base: int) -> int:
+    """Return ``base`` with the process umask applied, the mode that ``open`` or ``mkdir`` would give.
+
+    ``tempfile`` creates files 0600 and folders 0700 whatever the umask, so
+    files published from a temporary name would be unreadable to the group of
+    a shared cache folder without this.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    return base & ~umask
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[Any]:
     """Open a temporary file beside ``path`` and move it over ``path`` on success.
@@ -37,6 +49,7 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[Any
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.chmod(tmp_name, umask_mode(0o666))
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()

@@ -89,6 +89,43 @@ def test_cache_save_leaves_no_staging(tmp_path: Path) -> None:
     assert [path.name for path in entries(tmp_path)] == ["entry"]
 
 
+@pytest.fixture
+def group_readable_umask():
+    """Set the umask to 022 for one test, as on most shared machines, and restore it."""
+    import os
+
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+def test_cache_entry_follows_umask(tmp_path: Path, group_readable_umask) -> None:
+    # tempfile makes 0700 folders and 0600 files, but a shared cache needs the umask's modes.
+    cache = FeatureCache(tmp_path)
+    path = cache.save("entry", np.ones((2, 2)), np.ones((2, 1)), {"catalog_fingerprint": "f", "encoder_key": "k"})
+    assert path.stat().st_mode & 0o777 == 0o755
+    for file_path in path.iterdir():
+        assert file_path.stat().st_mode & 0o777 == 0o644, file_path.name
+
+
+def test_cache_save_removes_stale_staging(tmp_path: Path) -> None:
+    import os
+    import time
+
+    stale = tmp_path / ".entry.killed.tmp"
+    fresh = tmp_path / ".other.running.tmp"
+    for folder in (stale, fresh):
+        folder.mkdir()
+        (folder / "arrays.safetensors").write_bytes(b"partial")
+    old = time.time() - feature_cache.STALE_STAGING_SECONDS - 60
+    os.utime(stale, (old, old))
+
+    FeatureCache(tmp_path).save("entry", np.ones((2, 2)), np.ones((2, 1)), {"catalog_fingerprint": "f", "encoder_key": "k"})
+    assert not stale.exists()
+    assert fresh.exists()
+    assert (tmp_path / "entry").is_dir()
+
+
 def test_cache_save_replaces_stray_file(tmp_path: Path) -> None:
     cache = FeatureCache(tmp_path)
     (tmp_path / "entry").write_text("left by another tool")
@@ -256,6 +293,7 @@ def test_cli_second_run_uses_cache(tmp_path: Path, capsys) -> None:
     assert "trained the encoder" in first
     assert "val mean ROC-AUC" in first
     assert "loaded features from cache" in second
+    assert len(entries(tmp_path / "encoders")) == 1
 
 
 def test_cli_bad_preset_exits(capsys) -> None:
@@ -284,4 +322,4 @@ def test_cli_interrupt_exits_cleanly(tmp_path: Path, monkeypatch, capsys) -> Non
     argv = ["--num-items", "100", "--cache-dir", str(tmp_path), "--no-progress", "--log-level", "WARNING"]
     assert encoder_cli.main(argv) == 130
     assert "interrupted" in capsys.readouterr().err
-    assert entries(tmp_path) == []
+    assert entries(tmp_path / "encoders") == []
