@@ -16,10 +16,15 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Point FIQ_CACHE_DIR at a fresh folder so tests never read a developer's cache."""
+    """Point FIQ_CACHE_DIR at a fresh folder so tests never read a developer's cache.
+
+    SB3_LOGDIR gets one too: stable-baselines3 creates a log folder for every
+    ``learn`` without a TensorBoard folder, in the system temp folder by default.
+    """
     import os
 
     os.environ["FIQ_CACHE_DIR"] = str(tmp_path_factory.mktemp("fiq_cache"))
+    os.environ["SB3_LOGDIR"] = str(tmp_path_factory.mktemp("sb3_logs"))
 
 
 @pytest.fixture(scope="session")
