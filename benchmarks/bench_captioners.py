@@ -162,6 +162,19 @@ def main(argv: list[str] | None = None) -> None:
         )
         print(f"| {label} | {decoding_label} | {kinds} |")
 
+    print("\nPer seed (CIDEr, attribute accuracy (%) and checked claims, overall and per kind of claim):\n")
+    print("| seed | captioner | decoding | CIDEr | attribute accuracy | claims | "
+          + " | ".join(f"{kind} (%) | {kind} claims" for kind in CLAIM_KINDS) + " |")
+    print("| --- | --- | --- | --- | --- | --- |" + " --- | --- |" * len(CLAIM_KINDS))
+    for index, seed in enumerate(seeds):
+        for (label, decoding_label), cell in cells.items():
+            kinds = " | ".join(
+                f"{cell[f'attribute_accuracy_{kind}'][index]:.1f} | {cell[f'attribute_claims_{kind}'][index]:.0f}"
+                for kind in CLAIM_KINDS
+            )
+            print(f"| {seed} | {label} | {decoding_label} | {cell['cider'][index]:.1f} | "
+                  f"{cell['attribute_accuracy'][index]:.1f} | {cell['attribute_claims'][index]:.0f} | {kinds} |")
+
     simulator_model = next(model for label, _, model, _ in trained if label == "transformer + attributes")
     rng = np.random.default_rng(0)
     items = catalog.indices("test")
