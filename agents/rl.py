@@ -35,10 +35,10 @@ from gymnasium import spaces
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import VecEnv
 
-from agents.checkpoint import load_tensors, optimizer_from_files, optimizer_to_files, save_tensors
+from agents.checkpoint import WEIGHTS_FILE, load_tensors, optimizer_from_files, optimizer_to_files, save_tensors
 from agents.transformer import TransformerRetriever
 from fiq_env.errors import CheckpointError, ConfigError
-from fiq_env.io import read_json, write_json
+from fiq_env.io import file_sha256, read_json, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -242,9 +242,31 @@ def build_ppo(env: VecEnv, retriever_path: str | Path, config: PPOConfig, tensor
         device=config.device,
         verbose=0,
     )
+    restore_retriever_weights(model, retriever_path)
     with torch.no_grad():
         model.policy.action_net.bias[0] += config.top1_bias
     return model
+
+
+def restore_retriever_weights(model: Any, retriever_path: str | Path) -> None:
+    """Load the saved retriever's weights into every :class:`DialogFeaturesExtractor` of a PPO model.
+
+    SB3's orthogonal initialization (``ortho_init``, on by default) resets
+    every linear layer of the features extractor when the policy is built,
+    which replaces the supervised transformer with random weights. Call this
+    after building the model; the policy and value heads keep SB3's
+    initialization.
+    """
+    import agents
+
+    trained = agents.load(retriever_path).state_dict()
+    policy = model.policy
+    if policy.share_features_extractor:
+        extractors = [policy.features_extractor]
+    else:
+        extractors = [policy.pi_features_extractor, policy.vf_features_extractor]
+    for extractor in extractors:
+        extractor.retriever.load_state_dict(trained)
 
 
 def save_policy(model: Any, folder: str | Path, config: PPOConfig, retriever_path: str | Path) -> Path:
@@ -260,6 +282,7 @@ def save_policy(model: Any, folder: str | Path, config: PPOConfig, retriever_pat
             "format_version": 1,
             "config": config.to_dict(),
             "retriever_path": str(retriever_path),
+            "retriever_sha256": retriever_digest(retriever_path),
             "num_timesteps": int(model.num_timesteps),
             "optimizer": optimizer_document,
         },
@@ -267,12 +290,28 @@ def save_policy(model: Any, folder: str | Path, config: PPOConfig, retriever_pat
     return folder
 
 
-def load_policy_into(model: Any, folder: str | Path) -> dict[str, Any]:
-    """Load weights, optimizer state and step count saved by :func:`save_policy` into ``model``."""
+def retriever_digest(retriever_path: str | Path) -> str:
+    """Return the SHA-256 of a saved retriever's weights file, which identifies the weights PPO started from."""
+    return file_sha256(Path(retriever_path) / WEIGHTS_FILE)
+
+
+def load_policy_into(model: Any, folder: str | Path, retriever_path: str | Path | None = None) -> dict[str, Any]:
+    """Load weights, optimizer state and step count saved by :func:`save_policy` into ``model``.
+
+    With ``retriever_path``, the saved retriever must be the one the policy
+    was trained from: a policy whose features came from other transformer
+    weights would resume against candidates it never saw.
+    """
     folder = Path(folder)
     document = read_json(folder / "ppo.json") if (folder / "ppo.json").is_file() else None
     if not document or document.get("format") != "fiq-env-ppo-policy":
         raise CheckpointError(f"{folder}/ppo.json is missing; the folder has no policy written by agents.rl.save_policy")
+    recorded = document.get("retriever_sha256")
+    if retriever_path is not None and recorded is not None and recorded != retriever_digest(retriever_path):
+        raise CheckpointError(
+            f"{folder} contains a PPO policy trained from a different retriever than {retriever_path}; "
+            "use a new PPO run folder for this retriever, or delete the old policy folder"
+        )
     try:
         model.policy.load_state_dict(load_tensors(folder / "policy.safetensors", model.device), strict=True)
     except RuntimeError as error:
@@ -310,7 +349,7 @@ def train_ppo(
     policy_folder = run_dir / POLICY_FOLDER
     resumed = (policy_folder / "ppo.json").is_file()
     if resumed:
-        load_policy_into(model, policy_folder)
+        load_policy_into(model, policy_folder, retriever_path)
         logger.info("resumed PPO from %s at %d steps", policy_folder, model.num_timesteps)
     remaining = config.total_timesteps - model.num_timesteps
     if remaining > 0:

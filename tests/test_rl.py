@@ -22,6 +22,7 @@ from agents.rl import (
     evaluate_topk,
     load_policy_into,
     make_topk_env,
+    restore_retriever_weights,
     train_ppo,
 )
 from fiq_env.errors import CheckpointError, ConfigError
@@ -107,6 +108,19 @@ def test_ppo_learns_and_resumes(retriever_path: str, tmp_path) -> None:
     assert resumed.num_timesteps == 128
 
 
+def test_ppo_resume_rejects_changed_retriever(retriever_path: str, tmp_path) -> None:
+    config = PPOConfig.from_preset("tiny", top_k=TOP_K)
+    train_ppo(retriever_path, tmp_path / "ppo", config, **ENV_KWARGS)
+
+    other = agents.load(retriever_path)
+    with torch.no_grad():
+        other.query_head.bias.add_(0.1)
+    other.save(tmp_path / "other")
+    longer = PPOConfig.from_preset("tiny", top_k=TOP_K, total_timesteps=128)
+    with pytest.raises(CheckpointError, match="different retriever"):
+        train_ppo(str(tmp_path / "other"), tmp_path / "ppo", longer, **ENV_KWARGS)
+
+
 def test_policy_round_trip(retriever_path: str, tmp_path) -> None:
     config = PPOConfig.from_preset("tiny", top_k=TOP_K)
     model, _ = train_ppo(retriever_path, tmp_path, config, **ENV_KWARGS)
@@ -114,6 +128,38 @@ def test_policy_round_trip(retriever_path: str, tmp_path) -> None:
     load_policy_into(fresh, tmp_path / "policy")
     for name, tensor in model.policy.state_dict().items():
         assert torch.equal(tensor, fresh.policy.state_dict()[name]), name
+
+
+def assert_retriever_weights(extractor: DialogFeaturesExtractor, retriever_path: str) -> None:
+    trained = agents.load(retriever_path).state_dict()
+    for name, tensor in extractor.retriever.state_dict().items():
+        assert torch.equal(tensor, trained[name]), name
+
+
+def test_build_ppo_keeps_supervised_weights(retriever_path: str) -> None:
+    # SB3's orthogonal initialization must not overwrite the trained transformer.
+    config = PPOConfig.from_preset("tiny", top_k=TOP_K)
+    model = build_ppo(GymnasiumVecEnv(topk_env(retriever_path, 2)), retriever_path, config)
+    assert_retriever_weights(model.policy.features_extractor, retriever_path)
+
+
+def test_restore_weights_unshared_extractors(retriever_path: str) -> None:
+    from stable_baselines3 import PPO
+
+    policy_kwargs = {
+        "features_extractor_class": DialogFeaturesExtractor,
+        "features_extractor_kwargs": {"retriever_path": retriever_path},
+        "share_features_extractor": False,
+    }
+    env = GymnasiumVecEnv(topk_env(retriever_path, 2))
+    model = PPO("MultiInputPolicy", env, n_steps=16, batch_size=16, policy_kwargs=policy_kwargs, device="cpu")
+    projection = model.policy.pi_features_extractor.retriever.history_encoder.image_projection.weight
+    trained = agents.load(retriever_path).history_encoder.image_projection.weight
+    assert not torch.equal(projection, trained)  # what ortho_init did
+
+    restore_retriever_weights(model, retriever_path)
+    assert_retriever_weights(model.policy.pi_features_extractor, retriever_path)
+    assert_retriever_weights(model.policy.vf_features_extractor, retriever_path)
 
 
 def test_top1_bias_prefers_supervised_choice(retriever_path: str) -> None:
