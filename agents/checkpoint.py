@@ -196,10 +196,15 @@ def load_training_checkpoint(
             f"{folder} contains a {document['class']}, but the trainer's agent is {class_path(type(agent))}; "
             "resume with the same agent or start in a new run folder"
         )
-    if document["config"] != agent.config.to_dict():
+    # Compare through from_dict, so a config saved before a field existed gets that field's old value.
+    saved = type(agent.config).from_dict(document["config"]).to_dict()
+    current = agent.config.to_dict()
+    if saved != current:
+        differing = sorted(name for name in current if saved.get(name) != current[name])
+        details = ", ".join(f"{name}: saved {saved.get(name)!r}, now {current[name]!r}" for name in differing)
         raise CheckpointError(
-            f"{folder} was saved with config {document['config']}, which differs from the agent's "
-            f"{agent.config.to_dict()}; resume with the same agent config or start in a new folder"
+            f"{folder} was saved with another agent config ({details}); resume with the same agent config "
+            "or start in a new run folder"
         )
     try:
         agent.load_state_dict(load_tensors(folder / WEIGHTS_FILE, agent.device), strict=True)

@@ -76,7 +76,7 @@ class TransformerConfig(RetrieverConfig):
     num_heads: int = field(default=4, metadata={"help": "attention heads (must divide hidden_dim)"})
     feedforward_dim: int = field(default=128, metadata={"help": "width of each layer's feed-forward block"})
     dropout: float = field(default=0.1, metadata={"help": "dropout inside the encoder"})
-    use_attributes: bool = field(default=False, metadata={"help": "add the shown images' top attributes as tokens"})
+    use_attributes: bool = field(default=False, metadata={"help": "add the shown images' top attributes (see attribute_fusion)"})
     normalize_query: bool = field(
         default=True, metadata={"help": "L2-normalize the query, like the image features it is compared with"}
     )
@@ -122,8 +122,19 @@ class TransformerConfig(RetrieverConfig):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TransformerConfig:
-        """Rebuild a saved config; one saved before ``turn_position`` and ``pooling`` existed gets the old design."""
-        return super().from_dict({"turn_position": "absolute", "pooling": "mean", "attribute_fusion": "tokens", **data})
+        """Rebuild a saved config, giving the old design to fields it was saved without.
+
+        A config saved before ``turn_position``, ``pooling`` or
+        ``attribute_fusion`` existed was trained with absolute turns, mean
+        pooling and attribute tokens.
+
+        Without attributes the fusion does nothing, so such a config keeps the
+        current default and still equals a new plain transformer's config.
+        """
+        old_design = {"turn_position": "absolute", "pooling": "mean"}
+        if data.get("use_attributes"):
+            old_design["attribute_fusion"] = "tokens"
+        return super().from_dict({**old_design, **data})
 
 
 class DialogHistoryEncoder(nn.Module):
@@ -218,8 +229,8 @@ class DialogHistoryEncoder(nn.Module):
         # same turn is encoded over only the turns it reached. The result is the same, and a
         # training batch, which mixes all turns, skips about half its tokens.
         reached = torch.unique(turn).tolist()
-        if len(reached) == 1:
-            return self._encode(obs, reached[0], turn)
+        if len(reached) <= 1:  # one turn group, or an empty batch
+            return self._encode(obs, reached[0] if reached else turns, turn)
         rows_of = [(turn == count).nonzero().squeeze(1) for count in reached]
         parts = [
             self._encode({key: obs[key][rows] for key in ("tokens", "features", "attributes") if key in obs}, count, turn[rows])
@@ -333,7 +344,5 @@ def make_transformer_attr(config: TransformerConfig | None = None, **kwargs: Any
     Its attributes come from a linear head over the same image features, so
     they carry no new information about the shown image.
     """
-    if config is not None:
-        kwargs.setdefault("use_attributes", True)
-        return TransformerRetriever(config, **kwargs)
-    return TransformerRetriever(use_attributes=True, **kwargs)
+    kwargs.setdefault("use_attributes", True)
+    return TransformerRetriever(config, **kwargs)

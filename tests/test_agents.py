@@ -93,6 +93,11 @@ def test_transformer_attr_is_flag() -> None:
     assert agent.config.use_attributes is True
 
 
+def test_transformer_attr_flag_overridable() -> None:
+    agent = agents.make("transformer_attr", preset="tiny", use_attributes=False, **SIZES)
+    assert agent.config.use_attributes is False
+
+
 def test_make_by_import_path() -> None:
     agent = agents.make("agents.transformer:TransformerRetriever", preset="tiny", **SIZES)
     assert isinstance(agent, TransformerRetriever)
@@ -256,6 +261,13 @@ def test_mixed_turn_batch_matches_full_history(overrides: dict) -> None:
         alone = torch.cat([encoder({key: value[i : i + 1] for key, value in obs.items()}) for i in range(6)])
     assert torch.allclose(grouped, padded, atol=1e-5)
     assert torch.allclose(grouped, alone, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["transformer", "transformer_attr"])
+def test_empty_batch_gives_empty_queries(name: str) -> None:
+    obs = {key: value[:0] for key, value in random_observation(2, turn=2).items()}
+    with torch.no_grad():
+        assert make_agent(name)(obs).shape == (0, SIZES["feature_dim"])
 
 
 @pytest.mark.parametrize(("fusion", "extra_tokens"), [("image", 0), ("tokens", SIZES["top_n"])])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Mapping
 
@@ -174,6 +175,29 @@ def test_resume_rejects_other_agent(tmp_path) -> None:
     other = TripletTrainer(agents.make("transformer", preset="tiny", **SIZES), DATA, config=tiny_config(steps=4), run_dir=tmp_path)
     with pytest.raises(CheckpointError, match="contains a agents.rnn"):
         other.train()
+
+
+def test_resume_names_changed_field(tmp_path) -> None:
+    TripletTrainer(agents.make("transformer", preset="tiny", **SIZES), DATA, config=tiny_config(steps=2), run_dir=tmp_path).train()
+    changed = agents.make("transformer", preset="tiny", pooling="mean", **SIZES)
+    with pytest.raises(CheckpointError, match="pooling: saved 'query_token', now 'mean'"):
+        TripletTrainer(changed, DATA, config=tiny_config(steps=4), run_dir=tmp_path).train()
+
+
+def test_resume_checkpoint_without_new_field(tmp_path) -> None:
+    # A plain transformer saved before attribute_fusion existed must still resume.
+    TripletTrainer(agents.make("transformer", preset="tiny", **SIZES), DATA, config=tiny_config(steps=2), run_dir=tmp_path).train()
+    edited = 0
+    for path in tmp_path.rglob("*.json"):
+        document = json.loads(path.read_text())
+        for config in (document.get("config"), document.get("agent")):
+            if isinstance(config, dict) and config.pop("attribute_fusion", None) is not None:
+                edited += 1
+        path.write_text(json.dumps(document))
+    assert edited > 0
+
+    trainer = TripletTrainer(agents.make("transformer", preset="tiny", **SIZES), DATA, config=tiny_config(steps=4), run_dir=tmp_path)
+    assert trainer.train().step == 4
 
 
 @pytest.mark.parametrize(
