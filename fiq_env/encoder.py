@@ -39,9 +39,9 @@ from tqdm.auto import tqdm
 
 from fiq_env.catalog.base import SPLITS, Catalog
 from fiq_env.errors import CheckpointError, ConfigError, DataError, UnknownNameError
-from fiq_env.feature_cache import WEIGHTS_FILE, FeatureCache, entry_name, file_sha256
+from fiq_env.feature_cache import WEIGHTS_FILE, FeatureCache, entry_name
 from fiq_env.features import CatalogFeatures
-from fiq_env.io import read_json
+from fiq_env.io import file_sha256, read_json
 
 logger = logging.getLogger(__name__)
 
@@ -749,6 +749,7 @@ def build_catalog_features(
             f"encoder key {encoder_key}) under {cache.root}; run fiq-train-encoder or pass train_if_missing=True"
         )
 
+    cache.check_writable()
     logger.info("no cached features for %r with encoder key %s; computing them", catalog, encoder_key)
     raw_features, scores, metadata, weights = _compute_features(catalog, config, progress)
     path = cache.save(name, raw_features, scores, metadata, weights)

@@ -105,9 +105,12 @@ def main(argv: list[str] | None = None) -> int:
         config = EncoderConfig.preset(args.preset, **overrides)
         catalog: Catalog = make_catalog(args.catalog, **_catalog_arguments(args, parser))
         start = time.perf_counter()
-        encoders_dir = Path(args.cache_dir) / "encoders" if args.cache_dir else None
+        encoders_dir = Path(args.cache_dir).expanduser() / "encoders" if args.cache_dir else None
         result = build_catalog_features(catalog, config, encoders_dir, progress=not args.no_progress)
     except FiqError as error:
+        print(f"fiq-train-encoder: error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:  # a full disk or a folder removed while writing
         print(f"fiq-train-encoder: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -21,12 +21,12 @@ reported as a miss, so the caller recomputes it.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Mapping
@@ -39,7 +39,8 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file as load_numpy_file
 from safetensors.numpy import save_file as save_numpy_file
 
-from fiq_env.io import cache_root, read_json, umask_mode, write_json
+from fiq_env.errors import DataError
+from fiq_env.io import cache_root, file_sha256, read_json, umask_mode, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -90,15 +91,6 @@ def entry_name(source: str, category: str, catalog_fingerprint: str, encoder_key
     return _UNSAFE_NAME_CHARACTERS.sub("_", name)
 
 
-def file_sha256(path: Path) -> str:
-    """Return the hex SHA-256 of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class FeatureCache:
     """A folder of cache entries (by default ``<cache root>/encoders``).
 
@@ -109,6 +101,19 @@ class FeatureCache:
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         self.root = Path(root).expanduser() if root is not None else cache_root() / "encoders"
+
+    def check_writable(self) -> None:
+        """Raise :class:`DataError` unless entries can be written, before minutes of training are spent."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise DataError(
+                f"cannot create the feature cache folder {self.root}: {error}; set FIQ_CACHE_DIR to a writable folder"
+            ) from error
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise DataError(
+                f"the feature cache folder {self.root} is not writable; set FIQ_CACHE_DIR to a writable folder"
+            )
 
     def entry_path(self, name: str) -> Path:
         """Return the folder an entry called ``name`` occupies (whether or not it exists)."""
@@ -129,6 +134,12 @@ class FeatureCache:
         try:
             return self._load_checked(path, catalog_fingerprint, encoder_key, num_items)
         except CorruptEntryError as error:
+            if isinstance(error.__cause__, PermissionError):
+                # Another user's valid entry: deleting it would only make both users recompute.
+                raise DataError(
+                    f"cannot read the feature cache entry {path}: {error.__cause__}; give this user read access "
+                    f"to {self.root} or set FIQ_CACHE_DIR to a folder of your own"
+                ) from error
             logger.warning("discarding invalid feature cache entry %s: %s; it will be recomputed", path, error)
             remove_entry(path)
             return None
@@ -160,7 +171,8 @@ class FeatureCache:
         final_path = self.entry_path(name)
         staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=self.root))
         try:
-            os.chmod(staging, umask_mode(0o777))
+            # Keep the setgid bit a group-shared cache folder passes on, so the files get its group.
+            os.chmod(staging, umask_mode(0o777) | (staging.stat().st_mode & stat.S_ISGID))
             self._write_files(staging, features, attribute_scores, metadata, weights)
             for file_path in staging.iterdir():  # safetensors writes its files 0600
                 os.chmod(file_path, umask_mode(0o666))
@@ -223,7 +235,11 @@ class FeatureCache:
             file_path = path / file_name
             if not file_path.is_file():
                 raise CorruptEntryError(f"{file_name} is missing")
-            if file_sha256(file_path) != expected_digest:
+            try:
+                digest = file_sha256(file_path)
+            except OSError as error:
+                raise CorruptEntryError(f"cannot read {file_name}: {error}") from error
+            if digest != expected_digest:
                 raise CorruptEntryError(f"{file_name} does not match its recorded SHA-256")
 
         try:

@@ -108,6 +108,38 @@ def test_cache_entry_follows_umask(tmp_path: Path, group_readable_umask) -> None
         assert file_path.stat().st_mode & 0o777 == 0o644, file_path.name
 
 
+def test_cache_entry_keeps_setgid(tmp_path: Path, group_readable_umask) -> None:
+    # A group-shared cache folder is setgid, so entries and their files take its group.
+    import stat
+
+    tmp_path.chmod(0o2775)
+    path = FeatureCache(tmp_path).save("entry", np.ones((2, 2)), np.ones((2, 1)), {"catalog_fingerprint": "f", "encoder_key": "k"})
+    assert path.stat().st_mode & stat.S_ISGID
+    assert path.stat().st_mode & 0o777 == 0o755
+
+
+def test_cache_unreadable_entry_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # An entry this user may not read belongs to someone else; it must not be deleted.
+    cache = FeatureCache(tmp_path)
+    path = cache.save("entry", np.ones((2, 2)), np.ones((2, 1)), {"catalog_fingerprint": "f", "encoder_key": "k"})
+
+    def denied(file_path: Path) -> str:
+        raise PermissionError(13, "Permission denied", str(file_path))
+
+    monkeypatch.setattr(feature_cache, "file_sha256", denied)
+    with pytest.raises(DataError, match="FIQ_CACHE_DIR"):
+        cache.load("entry", "f", "k", num_items=2)
+    assert path.is_dir()
+
+
+def test_unwritable_cache_fails_before_training(shapes: ShapesCatalog, tmp_path: Path, monkeypatch) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    forbid_model(monkeypatch)
+    with pytest.raises(DataError, match="FIQ_CACHE_DIR"):
+        encode_catalog(shapes, tiny_config(), cache_dir=blocker / "encoders", progress=False)
+
+
 def test_cache_save_removes_stale_staging(tmp_path: Path) -> None:
     import os
     import time
