@@ -95,7 +95,8 @@ def build_simulator(name: str, catalog: Catalog, features: CatalogFeatures, conf
         plan = preset_plan(config.preset)
         training = TrainingConfig.preset(plan.captioner_preset, **plan.captioner_training_overrides)
         return simulators.make(
-            name, catalog=catalog, features=features, preset=plan.captioner_preset, decoding=decoding, training=training
+            name, catalog=catalog, features=features, preset=plan.captioner_preset, decoding=decoding, training=training,
+            cache_dir=_subdir(config, "captioners"),
         )
     return simulators.make(name, catalog=catalog)
 
@@ -199,7 +200,7 @@ def build_agent(
 
 
 def _subdir(config: BenchConfig, name: str) -> Path:
-    root = Path(config.cache_dir) if config.cache_dir else cache_root()
+    root = Path(config.cache_dir).expanduser() if config.cache_dir else cache_root()
     path = root / name
     path.mkdir(parents=True, exist_ok=True)
     return path

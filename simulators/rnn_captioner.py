@@ -129,7 +129,7 @@ def make_rnn_simulator(
     """Create the rnn captioner simulator from ``checkpoint``, the cache, or by training it first.
 
     Other keyword arguments (``model_config``, ``training``, ``teacher``,
-    ``device``, ``progress``) go to :func:`simulators.training.load_or_train_captioner`.
+    ``device``, ``progress``, ``cache_dir``) go to :func:`simulators.training.load_or_train_captioner`.
     """
     from simulators.training import load_or_train_captioner
 

@@ -533,15 +533,20 @@ def _format_metrics(metrics: dict[str, float]) -> str:
 
 
 def cache_directory(model_name: str, model_config: Any, training: TrainingConfig, source_name: str,
-                    features: CatalogFeatures) -> Path:
-    """Return the cache folder of a captioner trained with these settings on these features."""
+                    features: CatalogFeatures, cache_dir: str | Path | None = None) -> Path:
+    """Return the cache folder of a captioner trained with these settings on these features.
+
+    ``cache_dir`` is the folder of captioner entries; None means
+    ``cache_root() / "captioners"``.
+    """
     key = json.dumps(
         {"model": model_name, "config": dataclasses.asdict(model_config), "training": dataclasses.asdict(training),
          "source": source_name, "encoder": features.encoder_key, "catalog": features.catalog_fingerprint},
         sort_keys=True,
     )
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:12]
-    return cache_root() / "captioners" / f"{model_name}-{features.catalog_fingerprint or 'catalog'}-{digest}"
+    folder = Path(cache_dir).expanduser() if cache_dir is not None else cache_root() / "captioners"
+    return folder / f"{model_name}-{features.catalog_fingerprint or 'catalog'}-{digest}"
 
 
 def load_or_train_captioner(
@@ -557,11 +562,12 @@ def load_or_train_captioner(
     teacher: str | UserSimulator | None = None,
     device: str = "cpu",
     progress: bool = True,
+    cache_dir: str | Path | None = None,
 ) -> LearnedCaptioner:
     """Return captioner ``model_name`` as a simulator: from ``checkpoint``, from the cache, or trained now.
 
-    Without ``checkpoint`` the captioner is looked up in
-    ``cache_root() / "captioners"`` under a key made of the catalog
+    Without ``checkpoint`` the captioner is looked up in ``cache_dir``
+    (default ``cache_root() / "captioners"``) under a key made of the catalog
     fingerprint, the encoder key, the model and training configurations and
     the caption source. When absent it is trained there first (logged, with a
     progress bar); an interrupted training resumes on the next call.
@@ -579,6 +585,7 @@ def load_or_train_captioner(
         teacher: caption source, see :func:`default_caption_source`.
         device: torch device of the model.
         progress: show a progress bar while training.
+        cache_dir: folder of cached captioners, see above.
     """
     if features is None:
         features = _encode(catalog)
@@ -595,7 +602,7 @@ def load_or_train_captioner(
     model_config = model_config if model_config is not None else model_class.config_class.preset(preset)
     training = training if training is not None else TrainingConfig.preset(preset)
     source = default_caption_source(catalog, teacher)
-    directory = cache_directory(model_name, model_config, training, source.name, features)
+    directory = cache_directory(model_name, model_config, training, source.name, features, cache_dir)
 
     json_path = directory / CONFIG_NAME
     if json_path.is_file():

@@ -193,7 +193,7 @@ def make_transformer_simulator(
     """Create the transformer captioner simulator from ``checkpoint``, the cache, or by training it first.
 
     Other keyword arguments (``model_config``, ``training``, ``teacher``,
-    ``device``, ``progress``) go to :func:`simulators.training.load_or_train_captioner`.
+    ``device``, ``progress``, ``cache_dir``) go to :func:`simulators.training.load_or_train_captioner`.
     """
     from simulators.training import load_or_train_captioner
 

@@ -56,6 +56,8 @@ def test_bench_tiny_end_to_end(tmp_path: Path) -> None:
     assert (tmp_path / "run" / "recall.png").stat().st_size > 0
     assert "| dress | transformer |" in (tmp_path / "run" / "results.md").read_text()
     assert any((tmp_path / "run" / "tensorboard").iterdir())
+    for folder in ("encoders", "captioners", "agents"):  # --cache-dir is the root of every cache
+        assert any((tmp_path / "cache" / folder).iterdir()), folder
 
 
 @pytest.mark.slow
