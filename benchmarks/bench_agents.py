@@ -66,17 +66,23 @@ def _train(
 
     run_dir = _run_dir(config, name, seed)
     timing_file = run_dir / "timing.json"
+    # What the saved agent was trained on; any difference means training again.
+    setting = {
+        "category": config.category, "num_items": config.num_items, "catalog_seed": config.seed,
+        "simulator": config.simulator, "steps": config.steps, "seed": seed,
+        "agent_config": agents.make(name, preset="cpu", **sizes).config.to_dict(),
+    }  # fmt: skip
     if timing_file.is_file() and (run_dir / "agent").is_dir():
-        agent = agents.load(run_dir / "agent")
-        if all(getattr(agent.config, key) == value for key, value in sizes.items()):
-            return agent, float(read_json(timing_file)["seconds"])
-        logger.info("the saved %s does not fit the current features or vocabulary; training it again", name)
+        timing = read_json(timing_file)
+        if timing.get("setting") == setting:
+            return agents.load(run_dir / "agent"), float(timing["seconds"])
+        logger.info("the saved %s in %s was trained with other settings; training it again", name, run_dir)
 
     torch.manual_seed(seed)
     agent = agents.make(name, preset="cpu", **sizes)
     trainer_config = TripletConfig.from_preset("cpu", steps=config.steps, eval_every=0, seed=seed)
     result = TripletTrainer(agent, train_data, None, trainer_config, run_dir=run_dir).train(resume=False)
-    write_json(timing_file, {"seconds": result.seconds, "steps": result.step})
+    write_json(timing_file, {"seconds": result.seconds, "steps": result.step, "setting": setting})
     return agent, result.seconds
 
 
@@ -179,7 +185,7 @@ def run(config: AgentBenchConfig) -> str:
     }
     lines += [
         f"PPO on the topk env (K={ppo_config.top_k} candidates around the trained transformer's query, "
-        f"{config.ppo_timesteps} training steps, {ppo_seconds:.0f} s; total with evaluation below "
+        f"{model.num_timesteps} training steps, {ppo_seconds:.0f} s; total with evaluation below "
         "in the timing line), same val start pairs:",
         "",
         "| policy | R@10 t1 | t2 | t3 | t4 | t5 | mean R@10 [95% CI] | mean P |",
@@ -215,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(1)
     config = AgentBenchConfig(**args)
+    for name in ("num_items", "episodes", "steps", "ppo_timesteps", "training_seeds"):
+        if getattr(config, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(config, name)}")
     if train_only is not None:
         seconds = train_agents(config, (train_only,))[train_only]
         print(f"| {train_only} | {config.steps} steps | {', '.join(f'{value:.0f} s' for value in seconds)} |")

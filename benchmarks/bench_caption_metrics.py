@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--captions", type=int, default=3000, help="template captions per category")
     parser.add_argument("--seed", type=int, default=0, help="seed of the catalog and the pairs")
     args = parser.parse_args(argv)
+    for name in ("num_items", "captions"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
 
     print("| category | captions | facts stated | claims checked | attribute accuracy (%) | captions misread |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
