@@ -52,6 +52,9 @@ WEIGHTS_FILE = "encoder.safetensors"
 METADATA_FILE = "metadata.json"
 COMPLETE_MARKER = "COMPLETE"
 
+PUBLISH_ATTEMPTS = 3
+"""Tries to move a finished entry into place while other processes replace or delete the same entry."""
+
 STALE_STAGING_SECONDS = 3600
 """Age after which a leftover staging folder counts as abandoned, because a live write needs seconds."""
 
@@ -183,13 +186,13 @@ class FeatureCache:
         return final_path
 
     def _remove_stale_staging(self) -> None:
-        """Delete staging folders of writes that were killed (older than ``STALE_STAGING_SECONDS``).
+        """Delete staging and half-deleted folders of killed processes (older than ``STALE_STAGING_SECONDS``).
 
         A write fills its staging folder within seconds of creating it, so an
         old one belongs to a process that died before publishing.
         """
         cutoff = time.time() - STALE_STAGING_SECONDS
-        for path in self.root.glob(".*.tmp"):
+        for path in [*self.root.glob(".*.tmp"), *self.root.glob(".*.deleting")]:
             try:
                 if path.is_dir() and path.stat().st_mtime < cutoff:
                     shutil.rmtree(path)
@@ -301,18 +304,22 @@ class FeatureCache:
             os.fsync(handle.fileno())
 
     def _publish(self, staging: Path, final_path: Path) -> None:
-        if final_path.exists():
-            remove_entry(final_path)
-        try:
-            os.replace(staging, final_path)
-        except OSError:
-            # Another process published the same entry between our removal and
-            # our rename; both were computed from the same inputs, so keep theirs.
-            if not (final_path / COMPLETE_MARKER).is_file():
-                raise
-            logger.info("another process wrote %s first; keeping its copy", final_path)
-            shutil.rmtree(staging, ignore_errors=True)
-        logger.debug("published cache entry %s", final_path)
+        for attempt in range(PUBLISH_ATTEMPTS):
+            if final_path.exists():
+                remove_entry(final_path)
+            try:
+                os.replace(staging, final_path)
+                logger.debug("published cache entry %s", final_path)
+                return
+            except OSError:
+                # Another process published the same entry between our removal and our
+                # rename. Both were computed from the same inputs, so keep a complete copy.
+                if (final_path / COMPLETE_MARKER).is_file():
+                    logger.info("another process wrote %s first; keeping its copy", final_path)
+                    shutil.rmtree(staging, ignore_errors=True)
+                    return
+                if attempt == PUBLISH_ATTEMPTS - 1:
+                    raise
 
 
 def remove_entry(path: Path) -> None:

@@ -145,17 +145,41 @@ def test_cache_save_removes_stale_staging(tmp_path: Path) -> None:
     import time
 
     stale = tmp_path / ".entry.killed.tmp"
+    half_deleted = tmp_path / ".entry.123.deleting"
     fresh = tmp_path / ".other.running.tmp"
-    for folder in (stale, fresh):
+    for folder in (stale, half_deleted, fresh):
         folder.mkdir()
         (folder / "arrays.safetensors").write_bytes(b"partial")
     old = time.time() - feature_cache.STALE_STAGING_SECONDS - 60
     os.utime(stale, (old, old))
+    os.utime(half_deleted, (old, old))
 
     FeatureCache(tmp_path).save("entry", np.ones((2, 2)), np.ones((2, 1)), {"catalog_fingerprint": "f", "encoder_key": "k"})
     assert not stale.exists()
+    assert not half_deleted.exists()
     assert fresh.exists()
     assert (tmp_path / "entry").is_dir()
+
+
+def test_publish_retries_after_race(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The first rename fails as if another process had put a half-deleted entry in the way.
+    import os
+
+    real_replace = os.replace
+    failures = []
+
+    def racing_replace(source, destination) -> None:
+        if Path(destination).name == "entry" and str(source).endswith(".tmp") and not failures:
+            failures.append(source)
+            raise OSError(39, "Directory not empty")
+        real_replace(source, destination)
+
+    monkeypatch.setattr(feature_cache.os, "replace", racing_replace)
+    cache = FeatureCache(tmp_path)
+    cache.save("entry", np.ones((2, 2)), np.ones((2, 1)), {"catalog_fingerprint": "f", "encoder_key": "k"})
+    assert len(failures) == 1
+    assert cache.load("entry", "f", "k", num_items=2) is not None
+    assert [path.name for path in entries(tmp_path)] == ["entry"]
 
 
 def test_cache_save_replaces_stray_file(tmp_path: Path) -> None:
