@@ -228,6 +228,8 @@ class DialogHistoryEncoder(nn.Module):
         # Turns after a dialog's latest would be masked anyway, so each group of dialogs at the
         # same turn is encoded over only the turns it reached. The result is the same, and a
         # training batch, which mixes all turns, skips about half its tokens.
+        # NOTE: the groups depend on the turn values, so torch.jit.trace records only the
+        # example batch's groups and gives wrong queries for other turn mixes.
         reached = torch.unique(turn).tolist()
         if len(reached) <= 1:  # one turn group, or an empty batch
             return self._encode(obs, reached[0] if reached else turns, turn)

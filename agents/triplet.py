@@ -100,6 +100,17 @@ class TripletConfig:
         return dataclasses.asdict(self)
 
 
+def _checked_device(name: str) -> torch.device:
+    """Return ``torch.device(name)``, or raise :class:`ConfigError` when it is invalid or absent."""
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ConfigError(f"invalid TripletConfig.device {name!r}: {error}; use 'cpu' or 'cuda'") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"TripletConfig.device is {name!r} but torch finds no CUDA device; use device='cpu'")
+    return device
+
+
 def triplet_loss(
     queries: Tensor, positives: Tensor, negatives: Tensor, margin: float, mask: Tensor | None = None
 ) -> Tensor:
@@ -212,7 +223,12 @@ class TripletTrainer:
         self.config = config or TripletConfig()
         if self.config.turns > train_data.max_turns:
             raise ConfigError(f"TripletConfig.turns={self.config.turns} exceeds the data's max_turns={train_data.max_turns}")
-        self.agent = agent.to(self.config.device)
+        if not any(parameter.requires_grad for parameter in agent.parameters()):
+            raise ConfigError(
+                f"{type(agent).__name__} has no trainable parameters, so there is nothing to train; "
+                "evaluate it directly with agents.rollout.evaluate"
+            )
+        self.agent = agent.to(_checked_device(self.config.device))
         self.agent.vocabulary = train_data.vocabulary
         self.train_data = train_data
         self.eval_data = eval_data

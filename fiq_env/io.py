@@ -34,9 +34,22 @@ def umask_mode(base: int) -> int:
     files published from a temporary name would be unreadable to the group of
     a shared cache folder without this.
     """
+    return base & ~_process_umask()
+
+
+def _process_umask() -> int:
+    # Linux reports the umask in /proc. Elsewhere it can only be read by setting it,
+    # which briefly changes it for every thread of the process.
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
     umask = os.umask(0)
     os.umask(umask)
-    return base & ~umask
+    return umask
 
 
 @contextlib.contextmanager

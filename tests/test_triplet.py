@@ -200,6 +200,18 @@ def test_resume_checkpoint_without_new_field(tmp_path) -> None:
     assert trainer.train().step == 4
 
 
+def test_agent_without_parameters_rejected() -> None:
+    with pytest.raises(ConfigError, match="no trainable parameters"):
+        TripletTrainer(agents.make("last_image", **SIZES), DATA, config=tiny_config())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for a machine without CUDA")
+@pytest.mark.parametrize(("device", "message"), [("cuda", "no CUDA device"), ("gpu0", "invalid TripletConfig.device")])
+def test_unavailable_device_rejected(device: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        TripletTrainer(agents.make("rnn", preset="tiny", **SIZES), DATA, config=tiny_config(device=device))
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [({"margin": 0.0}, "margin"), ({"batch_size": 0}, "batch_size"), ({"turns": 9}, "max_turns")],
