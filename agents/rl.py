@@ -146,6 +146,19 @@ class DialogFeaturesExtractor(BaseFeaturesExtractor):
         self.retriever = retriever
         self.retriever.requires_grad_(train_encoder)
         self.train_encoder = train_encoder
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> DialogFeaturesExtractor:
+        """Set training mode; a frozen transformer stays in eval mode, so its dropout never fires.
+
+        stable-baselines3 switches the policy to training mode for its
+        updates. Without this, a frozen transformer would compute other
+        features in the updates than in the rollouts.
+        """
+        super().train(mode)
+        if not self.train_encoder:
+            self.retriever.eval()
+        return self
 
     def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
         obs = _decode_observation(observations, self.retriever.config.max_turns)

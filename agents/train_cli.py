@@ -85,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     ppo = commands.add_parser("ppo", help="PPO fine-tuning of a saved transformer retriever on the topk env")
     ppo.add_argument("--retriever", required=True, help="folder of the supervised retriever (a triplet run's agent/)")
+    ppo.add_argument(
+        "--save-zip", action="store_true",
+        help="also write RUN_DIR/ppo_model.zip, the stable-baselines3 file fiq-bench --agents accepts (pickle-based)",
+    )
     _add_data_options(ppo)
     _add_config_options(ppo, PPOConfig)
     return parser
@@ -127,8 +131,11 @@ def run_ppo(args: argparse.Namespace) -> str:
 
     catalog, features, simulator = _load_components(args)
     config = PPOConfig.from_preset(args.preset, **_overrides(args, PPOConfig))
-    model, seconds = train_ppo(args.retriever, args.run_dir, config, catalog=catalog, features=features, simulator=simulator)
-    return f"PPO reached {model.num_timesteps} steps in {seconds:.0f} s; policy saved to {Path(args.run_dir) / 'policy'}"
+    model, seconds = train_ppo(
+        args.retriever, args.run_dir, config, save_zip=args.save_zip, catalog=catalog, features=features, simulator=simulator
+    )
+    saved = f"{Path(args.run_dir) / 'policy'}" + (f" and {Path(args.run_dir) / 'ppo_model.zip'}" if args.save_zip else "")
+    return f"PPO reached {model.num_timesteps} steps in {seconds:.0f} s; policy saved to {saved}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -230,9 +230,11 @@ class DialogHistoryEncoder(nn.Module):
         # training batch, which mixes all turns, skips about half its tokens.
         # NOTE: the groups depend on the turn values, so torch.jit.trace records only the
         # example batch's groups and gives wrong queries for other turn mixes.
+        if batch == 0:  # torch's attention cannot reshape an empty batch in training mode
+            return self.input_norm.weight.new_zeros((0, config.hidden_dim))
         reached = torch.unique(turn).tolist()
-        if len(reached) <= 1:  # one turn group, or an empty batch
-            return self._encode(obs, reached[0] if reached else turns, turn)
+        if len(reached) == 1:
+            return self._encode(obs, reached[0], turn)
         rows_of = [(turn == count).nonzero().squeeze(1) for count in reached]
         parts = [
             self._encode({key: obs[key][rows] for key in ("tokens", "features", "attributes") if key in obs}, count, turn[rows])

@@ -119,7 +119,7 @@ def run(config: AgentBenchConfig) -> str:
     """Run the benchmark and return the Markdown report."""
     import agents
     from agents.base import observation_sizes
-    from agents.rl import PPOConfig, evaluate_topk, make_topk_env, train_ppo
+    from agents.rl import PPOConfig, evaluate_topk, make_topk_env, retriever_digest, train_ppo
     from agents.rollout import DialogData, evaluate
     from fiq_env.metrics import mean_confidence_interval, ranking_percentile, recall_at_k
 
@@ -172,8 +172,10 @@ def run(config: AgentBenchConfig) -> str:
     retriever_path = _run_dir(config, "transformer", config.seed) / "agent"
     ppo_config = PPOConfig.from_preset("cpu", total_timesteps=config.ppo_timesteps, seed=config.seed)
     started = time.perf_counter()
+    # One PPO folder per retriever, so a retrained transformer starts a new PPO run.
+    ppo_dir = Path(config.output_dir) / "ppo" / retriever_digest(retriever_path)[:12]
     model, ppo_seconds = train_ppo(
-        retriever_path, Path(config.output_dir) / "ppo", ppo_config, catalog=catalog, features=features, simulator=simulator
+        retriever_path, ppo_dir, ppo_config, catalog=catalog, features=features, simulator=simulator
     )
     env_kwargs = {"catalog": catalog, "features": features, "simulator": simulator}
     venv = make_topk_env(retriever_path, 16, ppo_config.top_k, split="val", **env_kwargs)

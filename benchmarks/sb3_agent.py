@@ -38,7 +38,7 @@ class SB3Agent:
 
     @classmethod
     def load(cls, path: str | Path) -> SB3Agent:
-        """Load a PPO ``.zip`` (pickle-based: trusted files only) or a run folder saved by :func:`agents.rl.train_ppo`."""
+        """Load a PPO ``.zip`` (pickle-based: trusted files only), as written by ``fiq-train-agent ppo --save-zip``."""
         from stable_baselines3 import PPO
 
         path = Path(path)
@@ -54,7 +54,8 @@ class SB3Agent:
             top_k = int(model.action_space.n)
             return cls(model, retriever_path, top_k)
         raise CheckpointError(
-            f"{path} is not a stable-baselines3 .zip file; save PPO runs with agents.rl.train_ppo(..., save_zip=True)"
+            f"{path} is not a stable-baselines3 .zip file; write one with fiq-train-agent ppo --save-zip "
+            "(or agents.rl.train_ppo(..., save_zip=True))"
         )
 
     def rank_episodes(self, catalog: Any, features: Any, simulator: Any, pairs: Any, split: str, turns: int, seed: int) -> np.ndarray:

@@ -111,11 +111,11 @@ class FeatureCache:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise DataError(
-                f"cannot create the feature cache folder {self.root}: {error}; set FIQ_CACHE_DIR to a writable folder"
+                f"cannot create the feature cache folder {self.root}: {error}; choose a writable cache folder (FIQ_CACHE_DIR or --cache-dir)"
             ) from error
         if not os.access(self.root, os.W_OK | os.X_OK):
             raise DataError(
-                f"the feature cache folder {self.root} is not writable; set FIQ_CACHE_DIR to a writable folder"
+                f"the feature cache folder {self.root} is not writable; choose a writable cache folder (FIQ_CACHE_DIR or --cache-dir)"
             )
 
     def entry_path(self, name: str) -> Path:
@@ -136,12 +136,13 @@ class FeatureCache:
 
         try:
             return self._load_checked(path, catalog_fingerprint, encoder_key, num_items)
-        except CorruptEntryError as error:
-            if isinstance(error.__cause__, PermissionError):
+        except (CorruptEntryError, PermissionError) as error:
+            denied = error if isinstance(error, PermissionError) else error.__cause__
+            if isinstance(denied, PermissionError):
                 # Another user's valid entry: deleting it would only make both users recompute.
                 raise DataError(
-                    f"cannot read the feature cache entry {path}: {error.__cause__}; give this user read access "
-                    f"to {self.root} or set FIQ_CACHE_DIR to a folder of your own"
+                    f"cannot read the feature cache entry {path}: {denied}; give this user read access "
+                    f"to {self.root} or use a cache folder of your own (FIQ_CACHE_DIR or --cache-dir)"
                 ) from error
             logger.warning("discarding invalid feature cache entry %s: %s; it will be recomputed", path, error)
             remove_entry(path)

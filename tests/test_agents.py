@@ -263,11 +263,12 @@ def test_mixed_turn_batch_matches_full_history(overrides: dict) -> None:
     assert torch.allclose(grouped, alone, atol=1e-5)
 
 
+@pytest.mark.parametrize("training", [False, True])
 @pytest.mark.parametrize("name", ["transformer", "transformer_attr"])
-def test_empty_batch_gives_empty_queries(name: str) -> None:
+def test_empty_batch_gives_empty_queries(name: str, training: bool) -> None:
     obs = {key: value[:0] for key, value in random_observation(2, turn=2).items()}
-    with torch.no_grad():
-        assert make_agent(name)(obs).shape == (0, SIZES["feature_dim"])
+    agent = agents.make(name, preset="cpu", **SIZES).train(training)
+    assert agent(obs).shape == (0, SIZES["feature_dim"])
 
 
 @pytest.mark.parametrize(("fusion", "extra_tokens"), [("image", 0), ("tokens", SIZES["top_n"])])

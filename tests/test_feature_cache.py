@@ -132,6 +132,24 @@ def test_cache_unreadable_entry_kept(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert path.is_dir()
 
 
+def test_cache_unreadable_entry_folder_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A folder this user may not enter makes Path.is_file raise PermissionError itself.
+    cache = FeatureCache(tmp_path)
+    path = cache.save("entry", np.ones((2, 2)), np.ones((2, 1)), {"catalog_fingerprint": "f", "encoder_key": "k"})
+    real_is_file = Path.is_file
+
+    def denied(self: Path) -> bool:
+        if self.parent == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_is_file(self)
+
+    monkeypatch.setattr(Path, "is_file", denied)
+    with pytest.raises(DataError, match="cannot read the feature cache entry"):
+        cache.load("entry", "f", "k", num_items=2)
+    monkeypatch.undo()
+    assert path.is_dir()
+
+
 def test_unwritable_cache_fails_before_training(shapes: ShapesCatalog, tmp_path: Path, monkeypatch) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")

@@ -75,6 +75,25 @@ def test_extractor_frozen_by_default(retriever_path: str) -> None:
     assert not any(parameter.requires_grad for parameter in extractor.parameters())
 
 
+def test_frozen_extractor_ignores_training_mode(tmp_path) -> None:
+    # stable-baselines3 calls train() before its updates; a frozen transformer's dropout must stay off.
+    torch.manual_seed(0)
+    agent = agents.make("transformer", preset="cpu", **SIZES)
+    assert agent.config.dropout > 0
+    agent.vocabulary = DATA.vocabulary
+    agent.save(tmp_path / "agent")
+
+    venv = topk_env(str(tmp_path / "agent"), 2)
+    observations, _ = venv.reset(seed=0)
+    tensors = preprocess_obs(obs_as_tensor(observations, torch.device("cpu")), venv.single_observation_space)
+    extractor = DialogFeaturesExtractor(venv.single_observation_space, str(tmp_path / "agent")).train()
+    assert not extractor.retriever.training
+    assert torch.equal(extractor(tensors), extractor(tensors))
+
+    trainable = DialogFeaturesExtractor(venv.single_observation_space, str(tmp_path / "agent"), train_encoder=True)
+    assert trainable.train().retriever.training
+
+
 def test_extractor_rejects_rnn(tmp_path) -> None:
     agents.make("rnn", preset="tiny", **SIZES).save(tmp_path / "rnn")
     space = gym.spaces.Dict({"candidates": gym.spaces.Box(-1, 1, (TOP_K, SIZES["feature_dim"]))})
