@@ -134,19 +134,24 @@ class FeatureCache:
             logger.debug("no cache entry at %s", path)
             return None
 
-        try:
-            return self._load_checked(path, catalog_fingerprint, encoder_key, num_items)
-        except (CorruptEntryError, PermissionError) as error:
-            denied = error if isinstance(error, PermissionError) else error.__cause__
-            if isinstance(denied, PermissionError):
-                # Another user's valid entry: deleting it would only make both users recompute.
-                raise DataError(
-                    f"cannot read the feature cache entry {path}: {denied}; give this user read access "
-                    f"to {self.root} or use a cache folder of your own (FIQ_CACHE_DIR or --cache-dir)"
-                ) from error
-            logger.warning("discarding invalid feature cache entry %s: %s; it will be recomputed", path, error)
-            remove_entry(path)
-            return None
+        for attempt in range(2):
+            try:
+                return self._load_checked(path, catalog_fingerprint, encoder_key, num_items)
+            except (CorruptEntryError, PermissionError) as error:
+                denied = error if isinstance(error, PermissionError) else error.__cause__
+                if isinstance(denied, PermissionError):
+                    # Another user's valid entry: deleting it would only make both users recompute.
+                    raise DataError(
+                        f"cannot read the feature cache entry {path}: {denied}; give this user read access "
+                        f"to {self.root} or use a cache folder of your own (FIQ_CACHE_DIR or --cache-dir)"
+                    ) from error
+                if attempt == 0:
+                    # Another process may have replaced the entry while it was read; check the new one.
+                    logger.debug("cache entry %s failed a check (%s); checking it once more", path, error)
+                    continue
+                logger.warning("discarding invalid feature cache entry %s: %s; it will be recomputed", path, error)
+                remove_entry(path)
+        return None
 
     def save(
         self,

@@ -179,6 +179,25 @@ def test_cache_save_removes_stale_staging(tmp_path: Path) -> None:
     assert (tmp_path / "entry").is_dir()
 
 
+def test_load_rechecks_entry_replaced_mid_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A reader that meets an entry another process is replacing must not delete the new copy.
+    cache = FeatureCache(tmp_path)
+    cache.save("entry", np.ones((2, 2)), np.ones((2, 1)), {"catalog_fingerprint": "f", "encoder_key": "k"})
+    real_check = FeatureCache._load_checked
+    calls = []
+
+    def replaced_once(self, *args):
+        calls.append(args)
+        if len(calls) == 1:
+            raise feature_cache.CorruptEntryError("arrays.safetensors is missing")
+        return real_check(self, *args)
+
+    monkeypatch.setattr(FeatureCache, "_load_checked", replaced_once)
+    assert cache.load("entry", "f", "k", num_items=2) is not None
+    assert len(calls) == 2
+    assert (tmp_path / "entry").is_dir()
+
+
 def test_publish_retries_after_race(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The first rename fails as if another process had put a half-deleted entry in the way.
     import os
