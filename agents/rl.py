@@ -334,6 +334,23 @@ def load_policy_into(model: Any, folder: str | Path, retriever_path: str | Path 
     return document
 
 
+RESUMABLE_CHANGES = ("total_timesteps", "device")
+"""PPOConfig fields a resumed run may change; any other change would mix two trainings in one policy."""
+
+
+def _check_resumed_config(saved: dict[str, Any], config: PPOConfig, folder: Path) -> None:
+    current = config.to_dict()
+    differing = sorted(
+        name for name in current if name not in RESUMABLE_CHANGES and name in saved and saved[name] != current[name]
+    )
+    if differing:
+        details = "; ".join(f"{name} was {saved[name]!r}, now {current[name]!r}" for name in differing)
+        raise CheckpointError(
+            f"{folder} was trained with another PPO config ({details}); resume with the saved values "
+            "or use a new run folder"
+        )
+
+
 def train_ppo(
     retriever_path: str | Path,
     run_dir: str | Path,
@@ -362,6 +379,8 @@ def train_ppo(
     policy_folder = run_dir / POLICY_FOLDER
     resumed = (policy_folder / "ppo.json").is_file()
     if resumed:
+        # Check the config first: a changed top_k would otherwise fail on tensor shapes.
+        _check_resumed_config(read_json(policy_folder / "ppo.json").get("config", {}), config, policy_folder)
         load_policy_into(model, policy_folder, retriever_path)
         logger.info("resumed PPO from %s at %d steps", policy_folder, model.num_timesteps)
     remaining = config.total_timesteps - model.num_timesteps

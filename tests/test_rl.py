@@ -140,6 +140,16 @@ def test_ppo_resume_rejects_changed_retriever(retriever_path: str, tmp_path) -> 
         train_ppo(str(tmp_path / "other"), tmp_path / "ppo", longer, **ENV_KWARGS)
 
 
+def test_ppo_resume_rejects_changed_config(retriever_path: str, tmp_path) -> None:
+    train_ppo(retriever_path, tmp_path, PPOConfig.from_preset("tiny", top_k=TOP_K), **ENV_KWARGS)
+    changed = PPOConfig.from_preset("tiny", top_k=TOP_K, total_timesteps=128, gamma=0.5)
+    with pytest.raises(CheckpointError, match="gamma was 0.9, now 0.5"):
+        train_ppo(retriever_path, tmp_path, changed, **ENV_KWARGS)
+    other_k = PPOConfig.from_preset("tiny", top_k=TOP_K + 1, total_timesteps=128)
+    with pytest.raises(CheckpointError, match=f"top_k was {TOP_K}, now {TOP_K + 1}"):
+        train_ppo(retriever_path, tmp_path, other_k, **ENV_KWARGS)
+
+
 def test_policy_round_trip(retriever_path: str, tmp_path) -> None:
     config = PPOConfig.from_preset("tiny", top_k=TOP_K)
     model, _ = train_ppo(retriever_path, tmp_path, config, **ENV_KWARGS)
