@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,9 @@ from fiq_env.catalog import SPLITS
 from fiq_env.errors import ConfigError
 
 DEFAULT_AGENTS = ("transformer", "transformer_attr", "rnn", "last_image", "random")
+
+PATH_FIELDS = ("root", "image_dir", "start_pairs", "output_dir", "cache_dir")
+"""Options that name files or folders; a leading ~ in them is expanded."""
 CATEGORIES = ("dress", "shirt", "toptee")
 
 
@@ -102,6 +106,9 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     overrides: dict[str, Any] = {}
     for spec in dataclasses.fields(BenchConfig):
         value = getattr(args, spec.name)
-        if value is not None:
-            overrides[spec.name] = tuple(value) if isinstance(value, list) else value
+        if value is None:
+            continue
+        if spec.name in PATH_FIELDS:
+            value = os.path.expanduser(value)  # "--output-dir=~/x" reaches us unexpanded by the shell
+        overrides[spec.name] = tuple(value) if isinstance(value, list) else value
     return BenchConfig(**overrides)

@@ -136,6 +136,13 @@ def test_markdown_table_shape() -> None:
     assert lines[0].count("|") == 9
 
 
+def test_parser_expands_home_in_paths(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = config_from_args(build_parser().parse_args(["--output-dir=~/out", "--cache-dir=~/cache"]))
+    assert config.output_dir == str(tmp_path / "out")
+    assert config.cache_dir == str(tmp_path / "cache")
+
+
 def test_parser_defaults_keep_config_defaults() -> None:
     config = config_from_args(build_parser().parse_args([]))
     assert config == BenchConfig()
