@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     except FiqError as error:
         print(f"fiq-bench: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # an unwritable cache or output folder, or a full disk
+        print(f"fiq-bench: error: {error}; check that the cache and output folders are writable", file=sys.stderr)
+        return 2
     print((config.output_path / "results.md").read_text(encoding="utf-8"))
     print(f"Results, plot and TensorBoard logs are in {config.output_path}/")
     return 0

@@ -136,6 +136,20 @@ def test_markdown_table_shape() -> None:
     assert lines[0].count("|") == 9
 
 
+def test_unwritable_output_reports_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    argv = [
+        "--preset", "tiny", "--categories", "dress", "--num-items", "100", "--episodes", "4",
+        "--simulator", "template", "--agents", "random",
+        "--output-dir", str(blocker / "run"), "--cache-dir", str(tmp_path / "cache"),
+    ]  # fmt: skip
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert "fiq-bench: error:" in error
+    assert "writable" in error
+
+
 def test_parser_expands_home_in_paths(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     config = config_from_args(build_parser().parse_args(["--output-dir=~/out", "--cache-dir=~/cache"]))
