@@ -335,7 +335,7 @@ def load_policy_into(model: Any, folder: str | Path, retriever_path: str | Path 
 
 
 RESUMABLE_CHANGES = ("total_timesteps", "device")
-"""PPOConfig fields a resumed run may change; any other change would mix two trainings in one policy."""
+"""PPOConfig fields a resumed run may change. Any other change would mix two trainings in one policy."""
 
 
 def _check_resumed_config(saved: dict[str, Any], config: PPOConfig, folder: Path) -> None:

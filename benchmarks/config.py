@@ -15,7 +15,7 @@ from fiq_env.errors import ConfigError
 DEFAULT_AGENTS = ("transformer", "transformer_attr", "rnn", "last_image", "random")
 
 PATH_FIELDS = ("root", "image_dir", "start_pairs", "output_dir", "cache_dir")
-"""Options that name files or folders; a leading ~ in them is expanded."""
+"""Options that name files or folders. A leading ~ in them is expanded."""
 CATEGORIES = ("dress", "shirt", "toptee")
 
 

@@ -146,7 +146,7 @@ class FeatureCache:
                         f"to {self.root} or use a cache folder of your own (FIQ_CACHE_DIR or --cache-dir)"
                     ) from error
                 if attempt == 0:
-                    # Another process may have replaced the entry while it was read; check the new one.
+                    # Another process may have replaced the entry while it was read, so check the new one.
                     logger.debug("cache entry %s failed a check (%s); checking it once more", path, error)
                     continue
                 logger.warning("discarding invalid feature cache entry %s: %s; it will be recomputed", path, error)

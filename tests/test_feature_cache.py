@@ -119,7 +119,7 @@ def test_cache_entry_keeps_setgid(tmp_path: Path, group_readable_umask) -> None:
 
 
 def test_cache_unreadable_entry_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # An entry this user may not read belongs to someone else; it must not be deleted.
+    # An entry this user may not read belongs to someone else, so it must not be deleted.
     cache = FeatureCache(tmp_path)
     path = cache.save("entry", np.ones((2, 2)), np.ones((2, 1)), {"catalog_fingerprint": "f", "encoder_key": "k"})
 

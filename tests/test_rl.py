@@ -76,7 +76,7 @@ def test_extractor_frozen_by_default(retriever_path: str) -> None:
 
 
 def test_frozen_extractor_ignores_training_mode(tmp_path) -> None:
-    # stable-baselines3 calls train() before its updates; a frozen transformer's dropout must stay off.
+    # stable-baselines3 calls train() before its updates, and a frozen transformer's dropout must stay off.
     torch.manual_seed(0)
     agent = agents.make("transformer", preset="cpu", **SIZES)
     assert agent.config.dropout > 0
