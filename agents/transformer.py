@@ -33,7 +33,7 @@ Design choices beyond the paper's description, measured with
   per attribute (``"tokens"``) made the history 85 tokens long instead of 45,
   doubled the training time and lowered mean recall@10 from 42.9% to 25.2%
   (one seed). With the image fusion, ``transformer_attr`` and ``transformer``
-  tie: 42.6% against 42.3% over three seeds, each with a spread of 1.1.
+  tie: 42.3% against 42.6% over five seeds, each with a spread of about 1.
 * With ``attribute_word_ids`` set, an attribute's vector is the mean of the
   caption word embeddings of the attribute's name. The attribute "red" and
   the word "red" then share one vector. (The paper embeds attributes with its
@@ -344,7 +344,7 @@ def make_transformer_attr(config: TransformerConfig | None = None, **kwargs: Any
     """Create the attribute-aware transformer: :class:`TransformerRetriever` with ``use_attributes=True``.
 
     NOTE: on the synthetic benchmark with the ``cpu`` budget it only ties the
-    plain transformer (42.6% against 42.3% mean recall@10 over three seeds).
+    plain transformer (42.3% against 42.6% mean recall@10 over five seeds).
     Its attributes come from a linear head over the same image features, so
     they carry no new information about the shown image.
     """
