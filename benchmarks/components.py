@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from benchmarks.config import BenchConfig
 from fiq_env.catalog import Catalog, make_catalog
@@ -142,6 +143,7 @@ def agent_cache_dir(
         "captioner_training": plan.captioner_training_overrides,
         "seed": config.seed,
         "turns": config.turns,
+        "init_seeded": True,  # agents built before init was seeded started from whatever RNG state came before
     }
     key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()[:12]
     safe_name = name.replace(":", "_").replace("/", "_").replace(".", "_")
@@ -171,6 +173,9 @@ def build_agent(
 
     plan = preset_plan(config.preset)
     sizes = observation_sizes(features, train_simulator.vocabulary, max_turns=config.turns)
+    # Every agent starts from the same seed, so its weights do not depend on which
+    # agents, encoders or captioners ran before it in this process.
+    torch.manual_seed(config.seed)
     agent = agents.make(name, preset=plan.agent_preset, **sizes)
     agent.vocabulary = train_simulator.vocabulary
     if not any(p.requires_grad for p in agent.parameters()):

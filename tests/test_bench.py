@@ -61,6 +61,21 @@ def test_bench_tiny_end_to_end(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_agent_results_independent_of_order(tmp_path: Path) -> None:
+    # An agent must train to the same weights whether or not other agents trained before it.
+    results = []
+    for run, agent_names in enumerate((["transformer", "rnn"], ["rnn"])):
+        argv = [
+            "--preset", "tiny", "--categories", "dress", "--num-items", "100", "--episodes", "6",
+            "--simulator", "template", "--agents", *agent_names,
+            "--output-dir", str(tmp_path / f"run{run}"), "--cache-dir", str(tmp_path / f"cache{run}"),
+        ]  # fmt: skip
+        assert main(argv) == 0
+        results.append(json.loads((tmp_path / f"run{run}" / "results_dress.json").read_text()))
+    assert results[0]["agents"]["rnn"] == results[1]["agents"]["rnn"]
+
+
+@pytest.mark.slow
 def test_bench_second_run_uses_cache(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     argv = [
         "--preset", "tiny", "--categories", "dress", "--num-items", "100", "--episodes", "6",
