@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from agents.base import Retriever
 from agents.checkpoint import load_training_checkpoint, save_training_checkpoint
 from agents.rollout import DialogData, evaluate, run_dialogs, stack_observations
+from fiq_env.devices import resolve_device
 from fiq_env.errors import CheckpointError, ConfigError
 from fiq_env.io import read_json, write_json
 
@@ -98,17 +99,6 @@ class TripletConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def _checked_device(name: str) -> torch.device:
-    """Return ``torch.device(name)``, or raise :class:`ConfigError` when it is invalid or absent."""
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise ConfigError(f"invalid TripletConfig.device {name!r}: {error}; use 'cpu' or 'cuda'") from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"TripletConfig.device is {name!r} but torch finds no CUDA device; use device='cpu'")
-    return device
 
 
 def triplet_loss(
@@ -228,7 +218,7 @@ class TripletTrainer:
                 f"{type(agent).__name__} has no trainable parameters, so there is nothing to train; "
                 "evaluate it directly with agents.rollout.evaluate"
             )
-        self.agent = agent.to(_checked_device(self.config.device))
+        self.agent = agent.to(resolve_device(self.config.device, "TripletConfig.device"))
         self.agent.vocabulary = train_data.vocabulary
         self.train_data = train_data
         self.eval_data = eval_data

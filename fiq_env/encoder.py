@@ -38,6 +38,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from fiq_env.catalog.base import SPLITS, Catalog
+from fiq_env.devices import resolve_device
 from fiq_env.errors import CheckpointError, ConfigError, DataError, UnknownNameError
 from fiq_env.feature_cache import WEIGHTS_FILE, FeatureCache, entry_name
 from fiq_env.features import CatalogFeatures
@@ -338,16 +339,6 @@ def load_encoder(entry_path: str | Path, device: str = "cpu") -> ImageEncoder:
     return model.to(device).eval()
 
 
-def resolve_device(name: str) -> torch.device:
-    """Return the torch device for a config's ``device`` field (``"auto"``: cuda when available)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError as error:
-        raise ConfigError(f"invalid EncoderConfig.device {name!r}: {error}; use 'auto', 'cpu' or 'cuda'") from error
-
-
 # =============================================================================================
 # Images
 # =============================================================================================
@@ -533,7 +524,7 @@ def train_encoder(
         DataError: the train split has no labelled item.
     """
     config = config or EncoderConfig.preset("cpu")
-    device = resolve_device(config.device)
+    device = resolve_device(config.device, "EncoderConfig.device")
     train_indices = labelled_indices(catalog, "train")
     if len(train_indices) == 0:
         raise DataError(
@@ -795,7 +786,7 @@ def _compute_features(
                 stacklevel=4,
             )
         torch.manual_seed(config.seed)
-        model = ImageEncoder(config, 0).to(resolve_device(config.device)).eval()
+        model = ImageEncoder(config, 0).to(resolve_device(config.device, "EncoderConfig.device")).eval()
         training, validation, attribute_names = None, None, ()
 
     start = time.perf_counter()
