@@ -248,8 +248,8 @@ def test_old_config_keeps_attribute_tokens() -> None:
     ],
 )
 def test_mixed_turn_batch_matches_full_history(overrides: dict) -> None:
-    # A batch mixing turns is encoded per turn group over the turns reached; the result
-    # must equal encoding every dialog over the whole padded history, and each dialog alone.
+    # A batch mixing turns is encoded per turn group, over the turns each group reached.
+    # The result must equal encoding the whole padded history, and each dialog alone.
     torch.manual_seed(0)
     agent = agents.make("transformer", preset="tiny", **SIZES, **overrides).eval()
     obs = random_observation(6, turn=1, seed=3)
